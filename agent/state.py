@@ -1,0 +1,216 @@
+"""Graph state and decision models.
+
+The graph state is a TypedDict of plain JSON values so that it checkpoints the
+same way in a file, in the LangGraph API server and in a transcript. The
+pydantic models below validate those values at the boundaries (answers in,
+artifacts and sidecar out).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# The six sections, in the order the seed asks them; ids tp-001..tp-006.
+SECTIONS: tuple[str, ...] = (
+    "base_model",
+    "training_approach",
+    "training_data",
+    "peft",
+    "hyperparameters",
+    "infrastructure",
+)
+DECISION_IDS: dict[str, str] = {s: f"tp-{i:03d}" for i, s in enumerate(SECTIONS, start=1)}
+SECTION_TITLES: dict[str, str] = {
+    "base_model": "Base Model",
+    "training_approach": "Training Approach",
+    "training_data": "Training Data",
+    "peft": "PEFT Method and LoRA Configuration",
+    "hyperparameters": "Hyperparameters",
+    "infrastructure": "Infrastructure and Experiment Tracking",
+}
+
+Architecture = Literal["rag-only", "fine-tuning", "hybrid"]
+ARCHITECTURES: tuple[str, ...] = ("rag-only", "fine-tuning", "hybrid")
+
+MAX_TEXT = 4000  # longest free-text answer we accept; longer is re-asked, never truncated silently
+
+
+class _Fields(BaseModel):
+    """Structured part of a decision: what the config template needs."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class BaseModelFields(_Fields):
+    model_id: str = Field(min_length=1, max_length=200, description="Catalogue key or Hugging Face repo id")
+    name: str = Field(min_length=1, max_length=200, description="Hugging Face repo id used to load the model")
+    revision: str = Field(default="main", min_length=1, max_length=100)
+    params_b: float = Field(gt=0, le=2000, description="Parameters, in billions")
+    license: str = Field(min_length=1, max_length=100)
+    context_length: int = Field(ge=128, le=10_000_000)
+    family: str = Field(min_length=1, max_length=50, description="Architecture family (llama, mistral, qwen2, gemma, phi3, falcon, gpt2, ...)")
+
+
+class TrainingApproachFields(_Fields):
+    approach: Literal["sft", "dpo", "combined"]
+
+
+class TrainingDataFields(_Fields):
+    source: str = Field(min_length=1, max_length=MAX_TEXT, description="Where the data comes from and how it was collected")
+    sft_examples: int | None = Field(default=None, ge=0, le=10**9, description="Instruction-response pairs")
+    dpo_pairs: int | None = Field(default=None, ge=0, le=10**9, description="Preference pairs (prompt, chosen, rejected)")
+    quality_checks: list[Literal["diversity", "quality", "consistency", "no_contamination", "no_pii"]] = Field(default_factory=list)
+    eval_split: float = Field(default=0.05, ge=0, lt=1, description="Held-out fraction for validation")
+    train_path: str = Field(default="data/train.jsonl", min_length=1, max_length=500)
+    eval_path: str = Field(default="data/eval.jsonl", min_length=1, max_length=500)
+
+
+class PeftFields(_Fields):
+    method: Literal["full", "lora", "qlora"]
+    quantization: Literal["none", "4bit", "8bit"] = "none"
+    r: int | None = Field(default=None, ge=1, le=1024)
+    alpha: int | None = Field(default=None, ge=1, le=4096)
+    dropout: float | None = Field(default=None, ge=0, le=0.5)
+    target_modules: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _method_consistent(self) -> "PeftFields":
+        if self.method == "full":
+            if self.r is not None or self.alpha is not None:
+                raise ValueError("full fine-tuning has no LoRA rank or alpha; leave r and alpha empty")
+        else:
+            if self.r is None or self.alpha is None:
+                raise ValueError(f"{self.method} needs a rank r and an alpha")
+            if not self.target_modules:
+                raise ValueError(f"{self.method} needs at least one target module")
+        if self.method == "qlora" and self.quantization == "none":
+            raise ValueError("QLoRA loads the base model quantized: set quantization to 4bit (or 8bit)")
+        return self
+
+
+class HyperparameterFields(_Fields):
+    learning_rate: float = Field(gt=0, le=1e-2)
+    batch_size: int = Field(ge=1, le=4096, description="Micro-batch size per device")
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
+    num_epochs: float = Field(gt=0, le=100)
+    warmup_ratio: float = Field(default=0.03, ge=0, le=0.5)
+    weight_decay: float = Field(default=0.0, ge=0, le=1)
+    max_length: int = Field(ge=16, le=10_000_000)
+    dpo_beta: float | None = Field(default=None, gt=0, le=10)
+    reference_free: bool | None = None
+    budget: str = Field(default="", max_length=MAX_TEXT)
+
+
+class InfrastructureFields(_Fields):
+    platform: str = Field(min_length=1, max_length=200)
+    instance_type: str = Field(min_length=1, max_length=200)
+    gpu_count: int = Field(default=1, ge=1, le=1024)
+    spot_instances: bool = False
+    tracking_tool: str = Field(min_length=1, max_length=200)
+    project: str = Field(min_length=1, max_length=200)
+    experiment: str = Field(min_length=1, max_length=200)
+    estimated_cost: str = Field(default="", max_length=500)
+
+
+FIELDS_MODELS: dict[str, type[_Fields]] = {
+    "base_model": BaseModelFields,
+    "training_approach": TrainingApproachFields,
+    "training_data": TrainingDataFields,
+    "peft": PeftFields,
+    "hyperparameters": HyperparameterFields,
+    "infrastructure": InfrastructureFields,
+}
+
+
+class Decision(BaseModel):
+    """One TP decision: the structured part plus the ADR narrative."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    section: str
+    title: str
+    choice: str = Field(min_length=1, max_length=MAX_TEXT)
+    rationale: str = Field(min_length=1, max_length=MAX_TEXT)
+    options_considered: list[str] = Field(default_factory=list)
+    consequences: list[str] = Field(default_factory=list)
+    knowledge_refs: list[str] = Field(default_factory=list, description="'endpoint:topic-or-query' refs of queries consulted")
+    knowledge_items: list[str] = Field(default_factory=list, description="Ids of knowledge items cited")
+    warnings_acknowledged: list[str] = Field(default_factory=list)
+    fields: dict[str, Any]
+    context: str = Field(default="", max_length=MAX_TEXT, description="What the user said when asked the section's question")
+    date: str
+    superseded_on: str | None = None
+
+    @field_validator("section")
+    @classmethod
+    def _known_section(cls, v: str) -> str:
+        if v not in SECTIONS:
+            raise ValueError(f"unknown section {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _fields_valid(self) -> "Decision":
+        self.fields = FIELDS_MODELS[self.section].model_validate(self.fields).model_dump(mode="json")
+        return self
+
+    @property
+    def knowledge_ref(self) -> str:
+        """The single ref the sidecar's decision entry carries."""
+        return self.knowledge_refs[0] if self.knowledge_refs else ""
+
+
+def _merge_dict(left: dict | None, right: dict | None) -> dict:
+    """Reducer: shallow merge; a value of None deletes the key."""
+    out = dict(left or {})
+    for k, v in (right or {}).items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
+class AnswerRecord(TypedDict):
+    question_id: str
+    answer: Any
+    accepted: bool
+    error: str | None
+
+
+class PipelineInput(TypedDict, total=False):
+    """What a caller (terminal, Studio, eval) passes to start a run."""
+
+    project_dir: str
+
+
+class PipelineState(TypedDict, total=False):
+    project_dir: str
+    messages: Annotated[list[AnyMessage], add_messages]
+    # The project as loaded: name, architecture, constraints from project-spec, phase status.
+    project: dict[str, Any]
+    architecture: str | None
+    phase_status: str  # pending | in_progress | complete | skipped
+    # Knowledge: every query made, in order (see agent.knowledge.models.QueryRecord).
+    knowledge: Annotated[list[dict[str, Any]], operator.add]
+    insights: list[dict[str, Any]]
+    # Per section: what the user said when asked, and the proposal made from it.
+    section_context: Annotated[dict[str, str], _merge_dict]
+    recommendations: Annotated[dict[str, dict[str, Any]], _merge_dict]
+    # Confirmed decisions by section (Decision.model_dump()) and the ones they replaced.
+    decisions: Annotated[dict[str, dict[str, Any]], _merge_dict]
+    superseded: Annotated[list[dict[str, Any]], operator.add]
+    # Every answer the user gave, accepted or not: nothing typed is lost.
+    answers: Annotated[list[AnswerRecord], operator.add]
+    # Why the last answer to a question was rejected, by question_id.
+    errors: Annotated[dict[str, str], _merge_dict]
+    revisiting: str | None
+    notice: str | None  # shown at the top of the next menu (progress, an answer, a warning)
+    notices: Annotated[list[str], operator.add]  # knowledge failures and other things the user must know
+    artifacts: list[str]
+    handoff: dict[str, Any] | None
