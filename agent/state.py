@@ -210,6 +210,7 @@ class PipelineState(TypedDict, total=False):
     # Why the last answer to a question was rejected, by question_id.
     errors: Annotated[dict[str, str], _merge_dict]
     revisiting: str | None
+    pending_question: str | None  # a question typed at the menu, answered by the next node
     notice: str | None  # shown at the top of the next menu (progress, an answer, a warning)
     notices: Annotated[list[str], operator.add]  # knowledge failures and other things the user must know
     artifacts: list[str]

@@ -1,0 +1,26 @@
+# Everything needs only python3 and pip; `make setup` makes the virtual environment.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup test chat demo eval bench reliability clean
+
+$(BIN)/training-pipeline: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+setup: $(BIN)/training-pipeline
+
+test: setup
+	$(BIN)/python -m pytest
+
+demo: setup
+	test -f demo/sidecar.yaml || $(BIN)/training-pipeline init-demo demo --architecture fine-tuning
+
+chat: demo
+	$(BIN)/training-pipeline chat --project demo --offline
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache

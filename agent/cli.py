@@ -1,0 +1,209 @@
+"""`training-pipeline`: the terminal front end and the project's other commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.panel import Panel
+
+THREAD_ID = "phase-2-training"  # one thread per project folder; the checkpoint lives in the folder
+
+console = Console(highlight=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="training-pipeline", description="Design an LLM training pipeline (Phase 2) with an AI facilitator.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    chat = sub.add_parser("chat", help="Run Phase 2 on a project folder in the terminal")
+    chat.add_argument("--project", required=True, help="Folder holding sidecar.yaml")
+    chat.add_argument("--offline", action="store_true", help="Deterministic mode, no language model")
+    chat.add_argument("--model", help="Chat model name (or TRAINING_PIPELINE_MODEL)")
+    chat.add_argument("--base-url", help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)")
+    chat.add_argument("--record", help="Write a transcript of this session to FILE")
+
+    demo = sub.add_parser("init-demo", help="Create a demo project folder")
+    demo.add_argument("dir")
+    demo.add_argument("--architecture", choices=["fine-tuning", "hybrid", "rag-only"], default="fine-tuning")
+
+    kb = sub.add_parser("kb", help="The embedded Knowledge MCP server")
+    kb_sub = kb.add_subparsers(dest="kb_command", required=True)
+    serve = kb_sub.add_parser("serve", help="Serve the embedded knowledge base over MCP")
+    serve.add_argument("--transport", choices=["stdio", "streamable-http", "sse"], default="stdio")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--api-key", help="Require this X-API-Key on HTTP transports")
+
+    sub.add_parser("estimate", help="Training memory, GPU fit, time and cost", add_help=False)
+    sub.add_parser("export", help="Write TRL or Axolotl configs from a project's decisions", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # estimate and export own their flags.
+    if argv and argv[0] == "estimate":
+        from agent.planning.cli import estimate_main
+
+        return estimate_main(argv[1:])
+    if argv and argv[0] == "export":
+        from agent.planning.cli import export_main
+
+        return export_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "init-demo":
+        return init_demo_command(args)
+    if args.command == "kb":
+        from agent.knowledge.server import main as kb_main
+
+        kb_args = ["--transport", args.transport, "--host", args.host, "--port", str(args.port)]
+        if args.api_key:
+            kb_args += ["--api-key", args.api_key]
+        return kb_main(kb_args) or 0
+    if args.command == "chat":
+        try:
+            return asyncio.run(chat(args))
+        except KeyboardInterrupt:
+            return _stopped(args.project)
+    return 2
+
+
+def init_demo_command(args: argparse.Namespace) -> int:
+    from agent.demo import init_demo
+
+    try:
+        root = init_demo(args.dir, args.architecture)
+    except FileExistsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    console.print(f"Created a {args.architecture} demo project in {root}.\nStart with: training-pipeline chat --project {args.dir}")
+    return 0
+
+
+def _stopped(project: str) -> int:
+    console.print(f"\n[yellow]Stopped. Every answer so far is saved; resume with:[/yellow] training-pipeline chat --project {project}")
+    return 130
+
+
+async def chat(args: argparse.Namespace) -> int:
+    from agent.checkpoint import ProjectCheckpointer
+    from agent.context import Context
+    from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
+    from agent.lock import ProjectLock
+    from agent.sidecar import ProjectError, load_sidecar
+    from graph import builder
+
+    project = Path(args.project)
+    try:
+        load_sidecar(project)
+        lock = ProjectLock(project, holder="training-pipeline chat").acquire()
+    except ProjectError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    try:
+        console.print("[dim]Mode: offline (deterministic rules, no language model).[/dim]")
+        async with KnowledgeClient(KnowledgeConfig.load()) as knowledge:
+            app = builder.compile(checkpointer=ProjectCheckpointer(project))
+            session = ChatSession(app, Context(offline=True, knowledge_client=knowledge), str(project))
+            return await session.run()
+    except ProjectError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    except (KeyboardInterrupt, EOFError, asyncio.CancelledError):
+        return _stopped(args.project)
+    finally:
+        lock.release()
+
+
+class ChatSession:
+    """Drives the graph: stream until a question, show it, read the answer, resume."""
+
+    def __init__(self, app: Any, context: Any, project_dir: str):
+        self.app = app
+        self.context = context
+        self.project_dir = project_dir
+        self.config = {"configurable": {"thread_id": THREAD_ID}, "recursion_limit": 500}
+
+    async def run(self) -> int:
+        from langgraph.types import Command
+
+        snapshot = await self.app.aget_state(self.config)
+        pending = _interrupt(snapshot)
+        if pending is not None:
+            console.print("[green]Resuming where you stopped.[/green]")
+            payload = pending
+        else:
+            payload = await self._advance({"project_dir": self.project_dir})
+        while payload is not None:
+            answer = self._read_answer(payload)
+            payload = await self._advance(Command(resume=answer))
+        snapshot = await self.app.aget_state(self.config)
+        handoff = snapshot.values.get("handoff")
+        if handoff:
+            console.print(f"[bold green]Done.[/bold green] Next: {handoff['title']} ({handoff['step_file']}).")
+        return 0
+
+    async def _advance(self, value: Any) -> dict | None:
+        """Run until the next question (returned) or the end (None), printing what the graph says."""
+        with console.status("Working (consulting the knowledge base)…", spinner="dots"):
+            async for update in self.app.astream(value, self.config, context=self.context, stream_mode="updates"):
+                for node, change in update.items():
+                    if node == "__interrupt__" or not isinstance(change, dict):
+                        continue
+                    self._show_messages(change.get("messages") or [])
+        return _interrupt(await self.app.aget_state(self.config))
+
+    def _show_messages(self, messages: list) -> None:
+        # Question/answer echoes (an AI prompt followed by the human answer) were already on screen.
+        if any(getattr(m, "type", "") == "human" for m in messages):
+            messages = [m for m in messages if m.type == "ai" and m.content.startswith("Recorded ")]
+        for m in messages:
+            if getattr(m, "type", "") == "ai":
+                console.print(Markdown(m.content))
+                console.print()
+
+    def _read_answer(self, payload: dict) -> Any:
+        render_question(payload)
+        try:
+            text = input("> ")
+        except EOFError:
+            raise
+        if text.strip() == "" and payload.get("default") not in (None, ""):
+            default = payload["default"]
+            return "yes" if payload["kind"] == "form" else default
+        return text
+
+
+def _interrupt(snapshot: Any) -> dict | None:
+    for task in getattr(snapshot, "tasks", ()) or ():
+        for intr in getattr(task, "interrupts", ()) or ():
+            return intr.value
+    interrupts = getattr(snapshot, "interrupts", ()) or ()
+    return interrupts[0].value if interrupts else None
+
+
+def render_question(payload: dict) -> None:
+    """A question as Markdown, its options as a numbered list, and what Enter does."""
+    body = payload["prompt"]
+    if payload.get("error"):
+        console.print(f"[bold red]{payload['error']}[/bold red]")
+    console.print(Panel(Markdown(body), title=payload["title"], title_align="left", border_style="cyan"))
+    for i, opt in enumerate(payload.get("options") or [], 1):
+        desc = f" — {opt['description']}" if opt.get("description") else ""
+        console.print(f"  [bold]{i}.[/bold] {opt['label']} [dim]({opt['value']}){desc}[/dim]")
+    default = payload.get("default")
+    if payload["kind"] == "form":
+        console.print("[dim]Enter accepts the proposal (yes).[/dim]")
+    elif default not in (None, ""):
+        shown = default if len(str(default)) < 60 else str(default)[:57] + "…"
+        console.print(f"[dim]Enter keeps: {shown}[/dim]")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""Seed sections 1 and 2: the welcome and the mandatory knowledge queries."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+
+from agent import offline
+from agent.context import Context, get_context, knowledge_client
+from agent.interview import Option, Question, parse_choice
+from agent.knowledge.catalog import queries_for
+from agent.nodes.common import ask_and_parse, first_open, retry, say
+from agent.state import SECTIONS, PipelineState
+
+CONSULT_STAGE = "consult_knowledge"
+
+
+def welcome(state: PipelineState) -> dict[str, Any]:
+    arch = state["project"].get("architecture") or state.get("architecture")
+    decided = [s for s in SECTIONS if s in (state.get("decisions") or {})]
+    text = (
+        "**Phase 2: Training Pipeline - Fine-tuning Your Model**\n\n"
+        f"Based on your **{arch}** architecture, we'll design a training pipeline for customizing an LLM to your use case.\n\n"
+        "**Key Decisions:**\n- Base model selection\n- Training approach (SFT, DPO, or combined)\n"
+        "- Data preparation for training\n- Hyperparameter configuration\n- Compute requirements\n\n"
+        "Let's design this systematically."
+    )
+    if decided:
+        text += (
+            f"\n\nResuming: {len(decided)} of 6 decisions are already recorded in the sidecar; I'll ask only the open ones. "
+            "You can revisit the others from the menu at the end (A)."
+        )
+    return say(text)
+
+
+def failed_queries(state: PipelineState, stage: str) -> list[dict[str, Any]]:
+    """The latest record of each query of `stage` that ended in an error."""
+    latest: dict[str, dict[str, Any]] = {}
+    for rec in state.get("knowledge") or []:
+        if rec.get("section") == stage:
+            latest[rec["query_id"]] = rec
+    return [r for r in latest.values() if r.get("error")]
+
+
+def _succeeded_ids(state: PipelineState) -> set[str]:
+    return {r["query_id"] for r in state.get("knowledge") or [] if not r.get("error")}
+
+
+async def run_stage(state: PipelineState, ctx: Context, stage: str) -> list[dict[str, Any]]:
+    """Run the stage's catalog queries that have not succeeded yet (concurrently, in the client)."""
+    done = _succeeded_ids(state)
+    queries = [q for q in queries_for(stage) if q.id not in done]
+    if not queries:
+        return []
+    records = await knowledge_client(ctx).run(queries)
+    return [r.model_dump(mode="json") for r in records]
+
+
+async def consult_knowledge(
+    state: PipelineState, runtime: Runtime[Context]
+) -> Command[Literal["consult_retry", "synthesize"]]:
+    records = await run_stage(state, get_context(runtime), CONSULT_STAGE)
+    merged = {**state, "knowledge": [*(state.get("knowledge") or []), *records]}
+    goto = "consult_retry" if failed_queries(merged, CONSULT_STAGE) else "synthesize"
+    return Command(goto=goto, update={"knowledge": records})
+
+
+RETRY_OPTIONS = [
+    Option(value="retry", label="Retry", description="Run the failed queries again"),
+    Option(value="continue", label="Continue without them", description="The spec will say they could not be consulted"),
+]
+
+
+def consult_retry(state: PipelineState) -> Command[Literal["consult_knowledge", "synthesize", "consult_retry"]]:
+    failed = failed_queries(state, CONSULT_STAGE)
+    listing = "\n".join(f"- `{r['ref']}`: {r['error']}" for r in failed)
+    question = Question(
+        question_id="consult_knowledge.retry",
+        section="consult_knowledge",
+        kind="choice",
+        title="Knowledge queries failed",
+        prompt=f"Some mandatory knowledge queries failed:\n\n{listing}\n\nRetry them, or continue without them?",
+        options=RETRY_OPTIONS,
+        default="retry",
+    )
+    value, update = ask_and_parse(state, question, lambda raw: parse_choice(raw, RETRY_OPTIONS))
+    if value is None:
+        return retry("consult_retry", update)
+    if value == "retry":
+        return Command(goto="consult_knowledge", update=update)
+    notice = "Not consulted: " + ", ".join(f"`{r['ref']}`" for r in failed)
+    return Command(goto="synthesize", update={**update, "notices": [notice]})
+
+
+def synthesize(state: PipelineState) -> Command:
+    consult = [r for r in state.get("knowledge") or [] if r.get("section") == CONSULT_STAGE]
+    latest: dict[str, dict[str, Any]] = {}
+    for rec in consult:
+        latest[rec["query_id"]] = rec
+    text, insights = offline.synthesize(list(latest.values()))
+    return Command(goto=first_open(state), update={"insights": insights, **say(text)})

@@ -1,0 +1,88 @@
+"""What a decision section is, declaratively.
+
+A section is data plus one pure function: the seed's tables and question, the
+form of its decision, and `recommend(inputs) -> Proposal`. The graph's nodes
+(agent/nodes/sections.py) do the asking, fetching and recording for every
+section the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydantic import BaseModel, Field
+
+from agent.interview import FormField, Option
+
+
+class SectionInputs(BaseModel):
+    """Everything a recommendation may use; nothing else (no I/O, no clock)."""
+
+    context: str = ""  # the user's answer to the section's question
+    project: dict[str, Any] = Field(default_factory=dict)
+    decisions: dict[str, dict[str, Any]] = Field(default_factory=dict)  # section -> confirmed fields
+    knowledge: list[dict[str, Any]] = Field(default_factory=list)  # query records for this section
+    choice: str | None = None  # an alternative the user picked among the options
+    edits: dict[str, Any] = Field(default_factory=dict)  # field values the user typed
+
+
+class Proposal(BaseModel):
+    """A recommended decision, shown with its reasoning before the user confirms it."""
+
+    choice_value: str
+    choice: str  # the human label of what is decided
+    fields: dict[str, Any]
+    reasoning: list[str]  # shown first: why, step by step
+    rationale: str  # one paragraph for the decision record
+    options: list[Option]
+    options_considered: list[str]
+    consequences: list[str]
+    knowledge_items: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # warnings specific to this section's data
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    name: str
+    seed_section: int
+    title: str
+    ask_id: str
+    ask_title: str
+    ask_text: str  # the seed's "Ask:" question
+    intro: str  # the seed's criteria and option tables (Markdown)
+    fields: list[FormField]
+    recommend: Callable[[SectionInputs], Proposal]
+    ask_placeholder: str = ""
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def decision_id(self) -> str:
+        return f"{self.name}.decision"
+
+
+def knowledge_lines(records: list[dict[str, Any]], limit: int = 3) -> tuple[list[str], list[str]]:
+    """Top items of the records as cited lines, and their ids."""
+    lines: list[str] = []
+    ids: list[str] = []
+    for rec in records:
+        for item in rec.get("items", []):
+            if item["id"] in ids:
+                continue
+            ids.append(item["id"])
+            source = item.get("source_title") or "unknown source"
+            lines.append(f"{item['title']} ({source}) [{item['id'][:8]}]")
+            if len(lines) >= limit:
+                return lines, ids
+    return lines, ids
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table; cell text has pipes and newlines escaped."""
+
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)

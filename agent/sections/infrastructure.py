@@ -1,0 +1,145 @@
+"""Section 8: training infrastructure and experiment tracking (tp-006)."""
+
+from __future__ import annotations
+
+import re
+
+from agent.interview import FormField, Option
+from agent.planning.gpu import plan
+from agent.sections import parse
+from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines
+
+INTRO = """**A. Compute Options**
+
+| Platform | Cost Model | Best For |
+|----------|------------|----------|
+| **Local GPU** | CapEx | Iteration, privacy |
+| **Cloud GPU** | Per-hour | Scale, flexibility |
+| **SageMaker** | Managed | Enterprise, integration |
+| **Lambda Labs** | Simple pricing | Cost-effective |
+| **Vast.ai** | Marketplace | Budget training |
+
+The knowledge base's reference design uses AWS SageMaker: managed training jobs, spot instances for
+cost savings, integration with the feature pipeline.
+
+**B. Experiment Tracking**
+
+| Tool | Features | Integration |
+|------|----------|-------------|
+| **Comet ML** | Full MLOps | Used in the knowledge base's reference design |
+| **Weights & Biases** | Popular | Good ecosystem |
+| **MLflow** | Open source | Self-hosted |
+"""
+
+PLATFORMS = {
+    "local": ("Local GPU", "CapEx; iteration and privacy"),
+    "sagemaker": ("AWS SageMaker", "Managed training jobs, spot instances"),
+    "cloud": ("Cloud GPU", "Per-hour VMs on any cloud"),
+    "lambda": ("Lambda Labs", "Simple per-hour pricing"),
+    "vast": ("Vast.ai", "Marketplace, budget training"),
+}
+TRACKERS = {"comet": "Comet ML", "wandb": "Weights & Biases", "mlflow": "MLflow"}
+
+FIELDS = [
+    FormField(name="platform", label="Platform", type="string"),
+    FormField(name="instance_type", label="Instance type", type="string"),
+    FormField(name="gpu_count", label="GPUs", type="integer"),
+    FormField(name="spot_instances", label="Spot instances", type="boolean"),
+    FormField(name="tracking_tool", label="Experiment tracking", type="string"),
+    FormField(name="project", label="Tracking project", type="string"),
+    FormField(name="experiment", label="Experiment name", type="string"),
+    FormField(name="estimated_cost", label="Estimated cost", type="string", required=False),
+]
+
+_PRIVATE = ("on prem", "on-prem", "on premises", "no data leaves", "air-gapped", "offline", "local", "own gpu", "our gpu", "workstation", "vpc")
+
+
+def _platform(text: str, constraints: str) -> tuple[str, str]:
+    low = text.lower()
+    for key, words in (("sagemaker", ("sagemaker",)), ("lambda", ("lambda",)), ("vast", ("vast",)),
+                       ("cloud", ("gcp", "azure", "aws", "cloud", "runpod", "coreweave")), ("local", _PRIVATE)):
+        if any(w in low for w in words):
+            return key, "you asked for it"
+    if parse.mentions(constraints, *_PRIVATE):
+        return "local", "the project's constraints keep data and training on your own hardware"
+    return "sagemaker", "no preference stated; the knowledge base's reference design uses it (managed jobs, spot instances)"
+
+
+def _tracker(text: str, platform: str) -> tuple[str, str]:
+    low = text.lower()
+    if "wandb" in low or "weights" in low:
+        return "wandb", "you asked for it"
+    if "mlflow" in low:
+        return "mlflow", "you asked for it"
+    if "comet" in low:
+        return "comet", "you asked for it"
+    if platform == "local":
+        return "mlflow", "self-hosted, so runs and data stay on your network"
+    return "comet", "the knowledge base's reference design uses it"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "project"
+
+
+def recommend(inputs: SectionInputs) -> Proposal:
+    constraints = " ".join(inputs.project.get("constraints", []))
+    key, why_platform = _platform(inputs.context, constraints)
+    if inputs.choice in PLATFORMS:
+        key, why_platform = inputs.choice, "your choice"
+    tracker, why_tracker = _tracker(inputs.context, key)
+    p = plan({**inputs.decisions})
+    gpu = parse.gpu_memory(inputs.context) or parse.gpu_memory(constraints)
+    if key == "local" and gpu:
+        instance, count = f"{gpu[0]} x {gpu[1]:g} GB GPU (on premises)", gpu[0]
+    else:
+        instance, count = p.instance_label(key), p.gpu_count
+    spot = key in ("sagemaker", "cloud") and parse.mentions(inputs.context, "spot", "cheap", "budget", "cost") or key == "sagemaker"
+    name = inputs.project.get("name", "project")
+    approach = inputs.decisions.get("training_approach", {}).get("approach", "sft")
+    fields = {
+        "platform": PLATFORMS[key][0],
+        "instance_type": instance,
+        "gpu_count": count,
+        "spot_instances": bool(spot),
+        "tracking_tool": TRACKERS[tracker],
+        "project": _slug(name),
+        "experiment": f"{_slug(inputs.decisions.get('base_model', {}).get('model_id', 'model'))}-{approach}-v1",
+        "estimated_cost": p.cost_line(key, bool(spot)),
+    }
+    fields.update(inputs.edits)
+    reasoning = [
+        f"Platform: {fields['platform']}, because {why_platform}.",
+        f"Sizing: {p.summary}",
+        f"Tracking: {fields['tracking_tool']}, because {why_tracker}.",
+    ]
+    if fields["spot_instances"]:
+        reasoning.append("Spot instances cut cost; checkpoint often (every few hundred steps) so an interruption loses little.")
+    cited, ids = knowledge_lines(inputs.knowledge)
+    if cited:
+        reasoning.append("Knowledge consulted: " + "; ".join(cited))
+    return Proposal(
+        choice_value=key,
+        choice=f"{fields['platform']} ({fields['instance_type']}) with {fields['tracking_tool']}",
+        fields=fields,
+        reasoning=reasoning,
+        rationale=" ".join(reasoning[:3]),
+        options=[Option(value=k, label=v[0], description=v[1]) for k, v in PLATFORMS.items()],
+        options_considered=[v[0] for v in PLATFORMS.values()],
+        consequences=[f"Estimated cost: {fields['estimated_cost'] or 'not estimated'}.", f"Runs are logged to {fields['tracking_tool']} project '{fields['project']}'."],
+        knowledge_items=ids,
+    )
+
+
+SPEC = SectionSpec(
+    name="infrastructure",
+    seed_section=8,
+    title="Training infrastructure",
+    ask_id="infrastructure.preference",
+    ask_title="Infrastructure and tracking",
+    ask_text="What's your preference for training infrastructure and experiment tracking?",
+    intro=INTRO,
+    fields=FIELDS,
+    recommend=recommend,
+    ask_placeholder="e.g. our own GPU and MLflow",
+)

@@ -1,0 +1,136 @@
+"""Section 5: training data preparation (tp-003)."""
+
+from __future__ import annotations
+
+from agent.interview import FormField, Option
+from agent.sections import parse
+from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines
+
+INTRO = """**A. Data Requirements**
+
+| Approach | Minimum Data | Ideal Data | Format |
+|----------|--------------|------------|--------|
+| **SFT** | 1,000 examples | 10,000+ | Instruction-response pairs |
+| **DPO** | 1,000 preferences | 5,000+ | Prompt + chosen + rejected |
+| **Combined** | Both requirements | Both ideals | Both formats |
+
+**B. Data Quality Checklist**
+
+| Criterion | Description | Why Important |
+|-----------|-------------|---------------|
+| **Diversity** | Cover all target use cases | Prevent narrow specialization |
+| **Quality** | Responses match ideal output | Model learns from examples |
+| **Consistency** | Same style/format throughout | Predictable outputs |
+| **No Contamination** | Not in eval set | Valid evaluation |
+| **No PII** | Remove sensitive data | Compliance |
+
+> Creating instruction datasets is often the most difficult part of fine-tuning. Natural
+> instruction-answer pairs are rare - data must be transformed and quality-checked extensively.
+"""
+
+MINIMUM = {"sft": 1_000, "dpo": 1_000}
+IDEAL = {"sft": 10_000, "dpo": 5_000}
+CHECKS = {
+    "diversity": ("diverse", "diversity", "cover", "all use cases", "categories", "balanced"),
+    "quality": ("reviewed", "curated", "quality", "rated", "vetted", "filtered", "approved"),
+    "consistency": ("consistent", "style guide", "template", "same format", "normalized", "normalised"),
+    "no_contamination": ("held-out", "held out", "decontaminat", "dedup", "no overlap", "separate eval", "test set"),
+    "no_pii": ("pii", "anonymi", "redact", "scrubbed", "pseudonymi", "masked"),
+}
+
+FIELDS = [
+    FormField(name="source", label="Source", type="string", description="Where the data comes from and how it was collected"),
+    FormField(name="sft_examples", label="SFT examples", type="integer", required=False),
+    FormField(name="dpo_pairs", label="DPO preference pairs", type="integer", required=False),
+    FormField(name="quality_checks", label="Quality checks done", type="list", description=", ".join(CHECKS)),
+    FormField(name="eval_split", label="Held-out fraction", type="number"),
+    FormField(name="train_path", label="Train data path", type="string"),
+    FormField(name="eval_path", label="Eval data path", type="string"),
+]
+
+
+def below_minimums(fields: dict, approach: str) -> list[str]:
+    notes = []
+    needs = {"sft": ["sft"], "dpo": ["dpo"], "combined": ["sft", "dpo"]}.get(approach, ["sft"])
+    for kind in needs:
+        key = "sft_examples" if kind == "sft" else "dpo_pairs"
+        count = fields.get(key)
+        label = "SFT examples" if kind == "sft" else "DPO preference pairs"
+        if count is None:
+            notes.append(f"The count of {label} is not known yet; the seed asks for at least {MINIMUM[kind]:,}.")
+        elif count < MINIMUM[kind]:
+            notes.append(
+                f"Only {count:,} {label}: below the minimum of {MINIMUM[kind]:,} (ideal {IDEAL[kind]:,}+). "
+                "Fine-tunes on small sets often end up worse than the base model; collect or synthesize more first."
+            )
+        elif count < IDEAL[kind]:
+            notes.append(f"{count:,} {label} meets the minimum; {IDEAL[kind]:,}+ is the ideal.")
+    return notes
+
+
+def recommend(inputs: SectionInputs) -> Proposal:
+    text = inputs.context
+    approach = inputs.decisions.get("training_approach", {}).get("approach", "sft")
+    sft = parse.count_near(text, ("example", "pair", "conversation", "ticket", "sample", "instruction", "draft", "dialog", "record", "row"))
+    dpo = parse.count_near(text, ("preference", "chosen", "rejected", "comparison", "ranked", "rating"))
+    if dpo is not None and sft == dpo and approach == "dpo":
+        sft = None  # "1,200 preference pairs" counts once, as preferences
+    if approach == "sft":
+        dpo = None
+    elif approach == "dpo" and dpo is None:
+        dpo, sft = sft, None
+    checks = [name for name, words in CHECKS.items() if parse.mentions(text, *words)]
+    fields = {
+        "source": text or "Not described",
+        "sft_examples": sft,
+        "dpo_pairs": dpo,
+        "quality_checks": checks,
+        "eval_split": 0.05 if (sft or dpo or 0) >= 20_000 else 0.1,
+        "train_path": "data/train.jsonl",
+        "eval_path": "data/eval.jsonl",
+    }
+    fields.update(inputs.edits)
+    reasoning = []
+    counts = []
+    if fields.get("sft_examples") is not None:
+        counts.append(f"{fields['sft_examples']:,} instruction-response examples")
+    if fields.get("dpo_pairs") is not None:
+        counts.append(f"{fields['dpo_pairs']:,} preference pairs")
+    reasoning.append("From your description: " + (", ".join(counts) if counts else "no counts given yet (add them as `sft_examples: N`)") + ".")
+    missing = [c for c in CHECKS if c not in fields["quality_checks"]]
+    if fields["quality_checks"]:
+        reasoning.append("Quality checks already covered: " + ", ".join(fields["quality_checks"]) + ".")
+    if missing:
+        reasoning.append("Still to plan from the checklist: " + ", ".join(missing) + ".")
+    reasoning.append(f"Hold out {fields['eval_split']:.0%} for validation so overfitting shows during training.")
+    notes = below_minimums(fields, approach)
+    cited, ids = knowledge_lines(inputs.knowledge)
+    if cited:
+        reasoning.append("Knowledge consulted: " + "; ".join(cited))
+    fmt = {"sft": "instruction-response pairs", "dpo": "prompt + chosen + rejected", "combined": "both formats"}[approach] if approach in ("sft", "dpo", "combined") else "instruction-response pairs"
+    return Proposal(
+        choice_value="as-described",
+        choice=f"{', '.join(counts) or 'Data as described'} ({fmt})",
+        fields=fields,
+        reasoning=reasoning,
+        rationale=" ".join(reasoning[:2]),
+        options=[Option(value="as-described", label="Data as described", description="Counts and checks read from your answer")],
+        options_considered=["Use existing data as described", "Collect or synthesize more data first"],
+        consequences=[f"Data format: {fmt}.", *[n for n in notes if "below" in n]],
+        knowledge_items=ids,
+        notes=notes,
+    )
+
+
+SPEC = SectionSpec(
+    name="training_data",
+    seed_section=5,
+    title="Training data preparation",
+    ask_id="training_data.description",
+    ask_title="Your training data",
+    ask_text="Tell me about your training data. How was it collected? What's the quality like?",
+    intro=INTRO,
+    fields=FIELDS,
+    recommend=recommend,
+    ask_placeholder="e.g. 12,000 resolved tickets, reviewed by leads, PII redacted",
+)

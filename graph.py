@@ -1,0 +1,66 @@
+"""Phase 2: Training Pipeline, as a LangGraph graph.
+
+Read top to bottom: the nodes in the order the seed runs them, then the edges.
+Nodes that branch return `Command(goto=...)`; their targets are listed here too,
+so the whole shape is visible in one place.
+
+    START -> load_project -> check_skip --rag-only--> write_skip_record -> handoff -> END
+                                        --no architecture--> ask_architecture -> check_skip
+                                        --already done--> menu
+                                        --fine-tuning|hybrid--> welcome -> consult_knowledge
+      consult_knowledge --a query failed--> consult_retry --retry--> consult_knowledge
+      -> synthesize -> base_model -> training_approach -> training_data -> peft
+      -> hyperparameters -> infrastructure -> write_artifacts -> menu
+    each section: <s> (knowledge) -> <s>_ask -> <s>_recommend -> <s>_decide
+                  <s>_decide --invalid--> <s>_decide, --other option or edits--> <s>_recommend
+    menu --A--> revisit -> <section> ... -> write_artifacts -> menu
+    menu --P--> progress -> menu;  menu --question--> answer_question -> menu
+    menu --C--> verify_sidecar -> handoff -> END
+"""
+
+from langgraph.graph import END, START, StateGraph
+
+from agent.context import Context
+from agent.nodes.finish import handoff, verify_sidecar, write_artifacts, write_skip_record
+from agent.nodes.knowledge_stage import consult_knowledge, consult_retry, synthesize, welcome
+from agent.nodes.menu import answer_question, menu, progress, revisit
+from agent.nodes.project import ask_architecture, check_skip, load_project
+from agent.nodes.sections import section_nodes
+from agent.state import SECTIONS, PipelineInput, PipelineState
+
+builder = StateGraph(PipelineState, context_schema=Context, input_schema=PipelineInput)
+
+# Seed: skip handling, sections 1 and 2.
+builder.add_node("load_project", load_project)
+builder.add_node("check_skip", check_skip)
+builder.add_node("ask_architecture", ask_architecture)
+builder.add_node("write_skip_record", write_skip_record)
+builder.add_node("welcome", welcome)
+builder.add_node("consult_knowledge", consult_knowledge)
+builder.add_node("consult_retry", consult_retry)
+builder.add_node("synthesize", synthesize, destinations=(*SECTIONS, "write_artifacts"))
+
+# Seed sections 3 to 8: four nodes per decision (see agent/nodes/sections.py).
+for name, node, destinations in section_nodes():
+    builder.add_node(name, node, destinations=destinations)
+
+# Seed sections 9 to 12: artifacts, sidecar, the menu, and the hand-off.
+builder.add_node("write_artifacts", write_artifacts)
+builder.add_node("menu", menu)
+builder.add_node("revisit", revisit, destinations=(*SECTIONS, "revisit"))
+builder.add_node("progress", progress)
+builder.add_node("answer_question", answer_question)
+builder.add_node("verify_sidecar", verify_sidecar)
+builder.add_node("handoff", handoff)
+
+builder.add_edge(START, "load_project")
+builder.add_edge("load_project", "check_skip")
+builder.add_edge("welcome", "consult_knowledge")
+builder.add_edge("write_skip_record", "handoff")
+builder.add_edge("write_artifacts", "menu")
+builder.add_edge("verify_sidecar", "handoff")
+builder.add_edge("handoff", END)
+
+# For the LangGraph API server, which brings its own checkpointer; the terminal and
+# the tests compile `builder` with the project checkpointer (agent/checkpoint.py).
+graph = builder.compile(name="training_pipeline")
