@@ -42,6 +42,7 @@ def atomic_write_text(path: Path | str, text: str, *, root: Path | str) -> Path:
     # The temp file lives in the target's folder so the rename stays on one file system.
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        _keep_mode(fd, target)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
             fh.flush()
@@ -57,9 +58,32 @@ def atomic_write_text(path: Path | str, text: str, *, root: Path | str) -> Path:
     return target
 
 
+def _keep_mode(fd: int, target: Path) -> None:
+    """mkstemp creates 0600 files: give the new file the old one's mode (0644 if new)."""
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+
+
 def _replace(src: str, dst: Path) -> None:
     """The rename step, separate so tests can inject a crash between write and rename."""
     os.replace(src, dst)
+
+
+def safe_mkdir(root: Path | str, *parts: str) -> Path:
+    """Create the folder `parts` under `root` (and its parents); refuse anything outside `root`."""
+    folder = safe_join(root, *parts)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Re-check after creation: a symlink swapped in meanwhile must not lead us out.
+    return safe_join(root, *parts)
+
+
+def fsync_dir(folder: Path | str) -> None:
+    """Make a create, rename or unlink inside `folder` durable (best effort on platforms without it)."""
+    _fsync_dir(Path(folder))
 
 
 def _fsync_dir(folder: Path) -> None:
