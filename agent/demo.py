@@ -66,7 +66,7 @@ def init_demo(folder: Path | str, architecture: str, today: str | None = None) -
         "phase-1-feature/spec.md": f"# Phase 1: Feature Pipeline Spec\n\n**Data sources:** {demo['data']}\n**Chunking:** {demo['chunking']}\n**Embedding model:** {demo['embedding']}\n",
     }
     for rel, text in files.items():
-        atomic_write_text(root / rel, text, root=root)
+        atomic_write_text(rel, text, root=root)
     return root
 
 

@@ -28,6 +28,9 @@ SYNTHESIS_ASPECTS = (
 
 def _item_line(item: dict[str, Any]) -> str:
     body = " ".join(item.get("body", "").split())
+    title = item["title"].rstrip("…. ")
+    if body.startswith(title):  # search chunks are titled by their own first words
+        body = body[len(title):].lstrip(" .:—-")
     if len(body) > 220:
         body = body[:219].rsplit(" ", 1)[0] + "…"
     source = item.get("source_title") or "source not named"

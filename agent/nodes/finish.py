@@ -8,7 +8,7 @@ from typing import Any
 from agent import sidecar
 from agent.artifacts.writer import write_phase_artifacts, write_skip_artifacts
 from agent.nodes.common import say
-from agent.planning.gpu import plan
+from agent.planning.plan import plan
 from agent.planning.pitfalls import check_pitfalls
 from agent.state import DECISION_IDS, SECTIONS, PipelineState
 

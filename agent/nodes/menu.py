@@ -12,7 +12,7 @@ from agent.context import Context, get_context, knowledge_client
 from agent.interview import InvalidAnswer, Option, Question, clean_text, match_choice, parse_choice
 from agent.nodes.common import ask_and_parse, retry, say
 from agent.nodes.finish import fields_by_section
-from agent.planning.gpu import plan
+from agent.planning.plan import plan
 from agent.planning.pitfalls import check_pitfalls
 from agent.sections.base import table
 from agent.state import DECISION_IDS, SECTION_TITLES, SECTIONS, PipelineState

@@ -57,11 +57,12 @@ def ask_prompt(state: PipelineState, spec: SectionSpec) -> str:
     project = state.get("project") or {}
     if spec.name == "base_model" and project.get("constraints"):
         parts.append("**From the project spec:** " + "; ".join(project["constraints"]))
-    lines = []
+    lines, seen = [], set()
     for rec in section_records(state, spec.name):
         if rec.get("error"):
             lines.append(f"- Could not consult `{rec['ref']}`: {rec['error']}")
-        for item in rec.get("items", [])[:2]:
+        for item in [i for i in rec.get("items", []) if i["id"] not in seen][:2]:
+            seen.add(item["id"])
             lines.append(f"- **{item['title']}** ({item.get('source_title') or 'source not named'}) `[{item['id'][:8]}]`")
     if lines:
         parts.append("**From the knowledge base:**\n" + "\n".join(lines))
@@ -94,9 +95,10 @@ def make_ask(spec: SectionSpec) -> Callable:
 
 def section_inputs(state: PipelineState, spec: SectionSpec, overrides: dict[str, Any]) -> SectionInputs:
     decided = {s: d["fields"] for s, d in (state.get("decisions") or {}).items() if s != spec.name}
+    said = state.get("section_context") or {}
     return SectionInputs(
-        context=(state.get("section_context") or {}).get(spec.name, ""),
-        project=state.get("project") or {},
+        context=said.get(spec.name, ""),
+        project={**(state.get("project") or {}), "approach_context": said.get("training_approach", "")},
         decisions=decided,
         knowledge=section_records(state, spec.name),
         choice=overrides.get("choice"),

@@ -34,11 +34,9 @@ FIELDS = [
 
 
 def catalogue_table(models: list[ModelSpec]) -> str:
-    rows = [
-        [m.key, m.name, f"{m.params_b:g}B", m.license_name, f"{m.context_length:,}", m.family, m.strengths]
-        for m in models
-    ]
-    return table(["Key", "Model", "Size", "License", "Context", "Family", "Strengths"], rows)
+    # Compact on purpose: it is read in a terminal; strengths show with the shortlist.
+    rows = [[m.key, f"{m.params_b:g}B", m.license, f"{m.context_length // 1024}K", m.family] for m in models]
+    return table(["Key", "Size", "License", "Context", "Family"], rows)
 
 
 def intro_with_catalogue() -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from agent.interview import FormField, Option
-from agent.planning.gpu import plan
+from agent.planning import gpu as gpus
+from agent.planning.plan import plan
 from agent.sections import parse
 from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines
 
@@ -78,6 +79,33 @@ def _tracker(text: str, platform: str) -> tuple[str, str]:
     return "comet", "the knowledge base's reference design uses it"
 
 
+def _instance(key: str, gpu: tuple[int, float] | None, first) -> tuple[str, int]:
+    """An instance type for the platform: the user's own GPUs, or the smallest class that fits."""
+    if key == "local" and gpu:
+        return f"{gpu[0]}x {gpu[1]:g} GB GPU (on premises)", gpu[0]
+    if first is None:
+        return "to be sized", 1
+    platform = gpus.match_platform(PLATFORMS[key][0])
+    offer = (gpus.load_prices()["platforms"].get(platform or "", {}).get("gpus") or {}).get(first.gpu_class_gb)
+    if offer:
+        return f"{offer['instance']} ({first.gpu_count}x {offer['card']})", first.gpu_count
+    return f"{first.gpu_count}x {first.gpu_card}", first.gpu_count
+
+
+def _cost_line(sized) -> str:
+    if sized is None:
+        return ""
+    if sized.cost is not None:
+        c = sized.cost
+        if c.usd_per_gpu_hour == 0:
+            return f"No hourly cost on {c.platform_name} (about {sized.hours:.1f} h of GPU time)"
+        return f"about ${c.total_usd:,.0f} ({sized.hours:.1f} h at ${c.usd_per_gpu_hour:,.2f}/GPU-hour, prices as of {c.as_of})"
+    if sized.cost_options:
+        c = sized.cost_options[0]
+        return f"from about ${c.total_usd:,.0f} ({c.platform_name}, prices as of {c.as_of})"
+    return "needs data counts and epochs"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "project"
 
@@ -88,13 +116,10 @@ def recommend(inputs: SectionInputs) -> Proposal:
     if inputs.choice in PLATFORMS:
         key, why_platform = inputs.choice, "your choice"
     tracker, why_tracker = _tracker(inputs.context, key)
-    p = plan({**inputs.decisions})
+    first = plan(inputs.decisions) if {"base_model", "peft"} <= set(inputs.decisions) else None
     gpu = parse.gpu_memory(inputs.context) or parse.gpu_memory(constraints)
-    if key == "local" and gpu:
-        instance, count = f"{gpu[0]} x {gpu[1]:g} GB GPU (on premises)", gpu[0]
-    else:
-        instance, count = p.instance_label(key), p.gpu_count
-    spot = key in ("sagemaker", "cloud") and parse.mentions(inputs.context, "spot", "cheap", "budget", "cost") or key == "sagemaker"
+    instance, count = _instance(key, gpu, first)
+    spot = key == "sagemaker" or (key == "cloud" and parse.mentions(inputs.context, "spot", "cheap", "budget", "cost"))
     name = inputs.project.get("name", "project")
     approach = inputs.decisions.get("training_approach", {}).get("approach", "sft")
     fields = {
@@ -105,12 +130,15 @@ def recommend(inputs: SectionInputs) -> Proposal:
         "tracking_tool": TRACKERS[tracker],
         "project": _slug(name),
         "experiment": f"{_slug(inputs.decisions.get('base_model', {}).get('model_id', 'model'))}-{approach}-v1",
-        "estimated_cost": p.cost_line(key, bool(spot)),
+        "estimated_cost": "",
     }
     fields.update(inputs.edits)
+    sized = plan({**inputs.decisions, "infrastructure": fields}) if first else None
+    if "estimated_cost" not in inputs.edits:
+        fields["estimated_cost"] = _cost_line(sized)
     reasoning = [
         f"Platform: {fields['platform']}, because {why_platform}.",
-        f"Sizing: {p.summary}",
+        f"Sizing: {sized.summary}" if sized else "Sizing: decide the base model and PEFT method first for an estimate.",
         f"Tracking: {fields['tracking_tool']}, because {why_tracker}.",
     ]
     if fields["spot_instances"]:

@@ -38,6 +38,10 @@ CHECKS = {
     "no_pii": ("pii", "anonymi", "redact", "scrubbed", "pseudonymi", "masked"),
 }
 
+SFT_UNITS = ("example", "pair", "conversation", "chat", "ticket", "sample", "instruction", "draft", "dialog", "record",
+             "row", "email", "message", "transcript", "summar", "document", "report", "q&a", "question")
+DPO_UNITS = ("preference", "chosen", "rejected", "comparison", "ranked", "rating")
+
 FIELDS = [
     FormField(name="source", label="Source", type="string", description="Where the data comes from and how it was collected"),
     FormField(name="sft_examples", label="SFT examples", type="integer", required=False),
@@ -71,8 +75,10 @@ def below_minimums(fields: dict, approach: str) -> list[str]:
 def recommend(inputs: SectionInputs) -> Proposal:
     text = inputs.context
     approach = inputs.decisions.get("training_approach", {}).get("approach", "sft")
-    sft = parse.count_near(text, ("example", "pair", "conversation", "ticket", "sample", "instruction", "draft", "dialog", "record", "row"))
-    dpo = parse.count_near(text, ("preference", "chosen", "rejected", "comparison", "ranked", "rating"))
+    # Counts said earlier (when choosing the approach) count too, unless this answer gives its own.
+    earlier = inputs.project.get("approach_context", "")
+    sft = parse.count_near(text, SFT_UNITS) or parse.count_near(earlier, SFT_UNITS)
+    dpo = parse.count_near(text, DPO_UNITS) or parse.count_near(earlier, DPO_UNITS)
     if dpo is not None and sft == dpo and approach == "dpo":
         sft = None  # "1,200 preference pairs" counts once, as preferences
     if approach == "sft":
