@@ -1,0 +1,145 @@
+"""`training-pipeline estimate` and `training-pipeline export`, as functions the main CLI dispatches to."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from agent.fsutil import atomic_write_text
+from agent.model_catalog import find_model
+from agent.planning import gpu as gpus
+from agent.planning.export import ExportError, export_axolotl, export_trl
+from agent.planning.memory import OPTIMIZERS, default_optimizer, estimate_memory
+from agent.planning.plan import replicated_gb
+
+SECTION_BY_ID = {
+    "tp-001": "base_model",
+    "tp-002": "training_approach",
+    "tp-003": "training_data",
+    "tp-004": "peft",
+    "tp-005": "hyperparameters",
+    "tp-006": "infrastructure",
+}
+TRAINING_FOLDER = "phase-2-training"
+DEFAULT_OUT = {"trl": "trl-config.yaml", "axolotl": "axolotl-config.yaml"}
+DEFAULT_BITS = {"full": 32, "lora": 16, "qlora": 4}
+
+
+# ---------------------------------------------------------------- estimate
+def _estimate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="training-pipeline estimate", description="Estimate fine-tuning GPU memory.")
+    p.add_argument("--params", type=float, help="model size in billions of parameters (or use --model)")
+    p.add_argument("--model", help="catalogue key or Hugging Face repo: uses its real shape")
+    p.add_argument("--method", choices=("full", "lora", "qlora"), required=True)
+    p.add_argument("--bits", type=int, choices=(4, 8, 16, 32), help="weight bits (default: full 32, lora 16, qlora 4)")
+    p.add_argument("--seq-len", type=int, default=2048)
+    p.add_argument("--micro-batch", type=int, default=1)
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="default: paged_adamw_32bit for qlora, else adamw")
+    p.add_argument("--rank", type=int, default=16, help="LoRA rank")
+    p.add_argument("--target-modules", help="comma-separated; default all linear layers")
+    p.add_argument("--dpo", action="store_true", help="DPO: chosen and rejected sequences per example")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def estimate_main(argv: list[str] | None = None) -> int:
+    args = _estimate_parser().parse_args(argv)
+    spec = find_model(args.model) if args.model else None
+    if args.model and spec is None:
+        print(f"error: unknown model {args.model!r} (use --params for models outside the catalogue)", file=sys.stderr)
+        return 2
+    params_b = args.params or (spec.params_b if spec else None)
+    if not params_b:
+        print("error: give --params or --model", file=sys.stderr)
+        return 2
+    optimizer = args.optimizer or default_optimizer(args.method)
+    try:
+        est = estimate_memory(
+            params_b,
+            args.method,
+            args.bits or DEFAULT_BITS[args.method],
+            lora_rank=args.rank,
+            target_modules=[t.strip() for t in args.target_modules.split(",") if t.strip()] if args.target_modules else None,
+            seq_len=args.seq_len,
+            micro_batch=args.micro_batch,
+            gradient_checkpointing=args.gradient_checkpointing,
+            optimizer=optimizer,
+            shape=spec,
+            dpo=args.dpo,
+        )
+        cls, count = gpus.fit_gpus(est.total_gb, replicated_gb(est))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = est.model_dump()
+    result["model"] = spec.key if spec else None
+    result["fit"] = {"gpu_class_gb": cls, "count": count, "gpus": gpus.describe_fit(cls, count),
+                     "note": gpus.SHARDING_NOTE if count > 1 else ""}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    b = est.breakdown
+    name = f"{spec.name} ({params_b:g}B)" if spec else f"{params_b:g}B model"
+    print(f"{name}, {args.method}, {est.weight_bits}-bit weights, {optimizer}")
+    for label, value in (("weights", b.weights), ("trainable params", b.trainable_params), ("gradients", b.gradients),
+                         ("optimizer states", b.optimizer_states), ("activations", b.activations), ("overhead", b.overhead)):
+        print(f"  {label:<18}{value:>9.2f} GB")
+    print(f"  {'total':<18}{est.total_gb:>9.2f} GB" + (f"  (+{est.cpu_offload_gb:.2f} GB paged to CPU)" if est.cpu_offload_gb else ""))
+    print(f"fits: {gpus.describe_fit(cls, count)}")
+    print("assumptions:")
+    for a in est.assumptions:
+        print(f"  - {a}")
+    return 0
+
+
+# ---------------------------------------------------------------- export
+def read_decisions(project_dir: Path) -> dict[str, dict]:
+    """Section -> structured fields from the sidecar's tp-00x entries (key `training_pipeline`)."""
+    sidecar = project_dir / "sidecar.yaml"
+    data = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
+    out: dict[str, dict] = {}
+    for entry in data.get("decisions") or []:
+        if not isinstance(entry, dict):
+            continue
+        section = SECTION_BY_ID.get(str(entry.get("id", "")).lower())
+        fields = entry.get("training_pipeline")
+        if section and isinstance(fields, dict):
+            out[section] = fields  # a later entry for the same id wins
+    return out
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="training-pipeline export", description="Export the training config.")
+    p.add_argument("--project", required=True, help="project folder (with sidecar.yaml)")
+    p.add_argument("--format", choices=("trl", "axolotl"), required=True)
+    p.add_argument("--out", help=f"output file; relative paths are under {TRAINING_FOLDER}/ (default {DEFAULT_OUT})")
+    return p
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    args = _export_parser().parse_args(argv)
+    project = Path(args.project)
+    if not (project / "sidecar.yaml").is_file():
+        print(f"error: no sidecar.yaml in {project}", file=sys.stderr)
+        return 2
+    try:
+        decisions = read_decisions(project)
+        if args.format == "trl":
+            text = yaml.safe_dump(export_trl(decisions), sort_keys=False, allow_unicode=True)
+        else:
+            text = export_axolotl(decisions)
+    except (ExportError, yaml.YAMLError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path(DEFAULT_OUT[args.format])
+    if out.is_absolute():
+        written = atomic_write_text(out, text, root=out.parent)  # an explicit path the user chose
+    else:
+        written = atomic_write_text(Path(TRAINING_FOLDER) / out, text, root=project)
+    print(f"wrote {written}")
+    return 0

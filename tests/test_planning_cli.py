@@ -1,0 +1,72 @@
+"""`estimate` and `export` entry points."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from agent.planning.cli import estimate_main, export_main, read_decisions
+from tests.test_planning_export import DECISIONS
+
+IDS = ["tp-001", "tp-002", "tp-003", "tp-004", "tp-005", "tp-006"]
+SECTIONS = ["base_model", "training_approach", "training_data", "peft", "hyperparameters", "infrastructure"]
+
+
+def test_estimate_json(capsys):
+    assert estimate_main(["--params", "7", "--method", "qlora", "--bits", "4", "--seq-len", "2048",
+                          "--micro-batch", "1", "--gradient-checkpointing", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 4 < out["total_gb"] < 12
+    assert set(out["breakdown"]) == {"weights", "trainable_params", "gradients", "optimizer_states", "activations", "overhead"}
+    assert out["fit"]["gpu_class_gb"] == 24 and out["assumptions"]
+
+
+def test_estimate_with_model_and_options(capsys):
+    assert estimate_main(["--model", "llama-3.1-70b", "--method", "lora", "--optimizer", "adamw_8bit",
+                          "--rank", "8", "--no-gradient-checkpointing", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == "llama-3.1-70b" and out["inputs"]["optimizer"] == "adamw_8bit"
+    assert out["inputs"]["gradient_checkpointing"] is False and out["fit"]["count"] > 1
+
+
+def test_estimate_text_and_errors(capsys):
+    assert estimate_main(["--params", "13", "--method", "lora"]) == 0
+    assert "total" in capsys.readouterr().out
+    assert estimate_main(["--method", "lora"]) == 2
+    assert estimate_main(["--params", "7", "--method", "full", "--bits", "4"]) == 2
+    assert estimate_main(["--model", "no-such-model", "--method", "lora"]) == 2
+
+
+def _with_decisions(project):
+    sidecar = project / "sidecar.yaml"
+    data = yaml.safe_load(sidecar.read_text())
+    for tp, section in zip(IDS, SECTIONS):
+        data["decisions"].append({"id": tp, "choice": section, "rationale": "r", "knowledge_ref": "k",
+                                  "training_pipeline": DECISIONS[section]})
+    sidecar.write_text(yaml.safe_dump(data, sort_keys=False))
+    return project
+
+
+def test_read_decisions_maps_ids_to_sections(project_copy):
+    project = _with_decisions(project_copy("support-bot"))
+    decisions = read_decisions(project)
+    assert list(decisions) == SECTIONS
+    assert decisions["peft"]["method"] == "qlora"
+
+
+def test_export_writes_under_phase_2_training(project_copy, capsys):
+    project = _with_decisions(project_copy("support-bot"))
+    assert export_main(["--project", str(project), "--format", "trl"]) == 0
+    trl = yaml.safe_load((project / "phase-2-training" / "trl-config.yaml").read_text())
+    assert trl["model_name"] == "mistralai/Mistral-7B-v0.3" and trl["sft_config"]["max_length"] == 2048
+    assert export_main(["--project", str(project), "--format", "axolotl", "--out", "custom.yaml"]) == 0
+    ax = yaml.safe_load((project / "phase-2-training" / "custom.yaml").read_text())
+    assert ax["adapter"] == "qlora"
+
+
+def test_export_without_decisions_fails_cleanly(project_copy, tmp_path, capsys):
+    project = project_copy("support-bot")
+    assert export_main(["--project", str(project), "--format", "axolotl"]) == 2
+    assert "decide" in capsys.readouterr().err
+    assert export_main(["--project", str(tmp_path / "nowhere"), "--format", "trl"]) == 2
