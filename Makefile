@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/training-pipeline: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,trainers]"
 	touch $@
 
 setup: $(BIN)/training-pipeline
