@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from agent import yamlio
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from agent.fsutil import UnsafePath, atomic_write_text
@@ -139,7 +141,7 @@ def _read(folder: Path) -> tuple[str, dict]:
     except OSError as exc:
         raise ProjectError(f"Cannot read {path}: {exc.strerror or exc}.") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yamlio.load(text)
     except yaml.MarkedYAMLError as exc:
         raise ProjectError(f"{path} is not valid YAML {_yaml_problem(exc)}. Fix the file and try again.") from None
     except yaml.YAMLError as exc:
@@ -293,7 +295,7 @@ def dump_yaml(data: Any) -> str:
         except yaml.representer.RepresenterError as exc:
             raise TypeError(f"cannot write this value to YAML: {exc}") from None
         try:
-            back = yaml.safe_load(text)
+            back = yamlio.load(text)
         except yaml.YAMLError:
             continue
         if same_yaml_value(back, data):

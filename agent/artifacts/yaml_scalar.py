@@ -8,6 +8,8 @@ import re
 
 import yaml
 
+from agent import yamlio
+
 # Characters YAML accepts literally in a stream (YAML 1.1, as PyYAML's reader checks).
 _PRINTABLE = re.compile("[\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # Printable, but a line break or BOM inside a quoted scalar would be folded or dropped.
@@ -33,7 +35,7 @@ def quoted(text: str) -> str:
 
 def plain_or_quoted(text: str) -> str:
     """Bare like the seed's `- q_proj` when that reads back as the same string, else quoted."""
-    if _PLAIN.fullmatch(text) and yaml.safe_load(text) == text:
+    if _PLAIN.fullmatch(text) and yamlio.load(text) == text:
         return text
     return quoted(text)
 

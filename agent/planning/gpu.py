@@ -11,6 +11,7 @@ keeps ~7% headroom for the memory the driver and ECC reserve.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from datetime import date
@@ -18,6 +19,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 import yaml
+
+from agent import yamlio
 from pydantic import BaseModel, Field
 
 GPU_CLASSES: tuple[int, ...] = (24, 40, 48, 80, 141)
@@ -49,7 +52,7 @@ THROUGHPUT_ASSUMPTIONS = (
 @lru_cache(maxsize=1)
 def _gpu_data() -> dict:
     text = resources.files("agent.planning").joinpath("data", "gpus.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return yamlio.load(text)
 
 
 def card(name: str) -> dict | None:
@@ -275,11 +278,16 @@ def load_prices(path: str | Path | None = None) -> dict:
     """The price table: `path`, else $TRAINING_PIPELINE_GPU_PRICES, else the shipped file."""
     override = path or os.environ.get(PRICES_ENV)
     if override:
-        data = yaml.safe_load(Path(override).read_text(encoding="utf-8"))
-    else:
-        data = yaml.safe_load(
-            resources.files("agent.planning").joinpath("data", "gpu-prices.yaml").read_text(encoding="utf-8")
-        )
+        file = Path(override)
+        return copy.deepcopy(_parse_prices(file.read_text(encoding="utf-8")))
+    shipped = resources.files("agent.planning").joinpath("data", "gpu-prices.yaml").read_text(encoding="utf-8")
+    return copy.deepcopy(_parse_prices(shipped))
+
+
+@lru_cache(maxsize=8)
+def _parse_prices(text: str) -> dict:
+    # Cached by content: every plan reads the table, and parsing it dominated a plan's time.
+    data = yamlio.load(text)
     if not isinstance(data, dict) or not isinstance(data.get("platforms"), dict):
         raise ValueError("price file needs a 'platforms' mapping")
     return data

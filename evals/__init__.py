@@ -1,0 +1,1 @@
+"""Replayed transcripts as regression evals: `training-pipeline eval` (see evals/README.md)."""

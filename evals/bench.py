@@ -1,0 +1,214 @@
+"""Benchmarks: the graph must never be the slow part of a session.
+
+    python -m evals.bench [--json] [--quick]
+
+Prints one row per figure with its target and pass/miss. Every figure is the median
+of repeated runs on this machine, in one process run where it is a ratio. Nothing
+here is asserted by tests: the figures are for people to read and track.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from langgraph.types import Command  # noqa: E402
+
+from agent.checkpoint import ProjectCheckpointer  # noqa: E402
+from agent.context import Context  # noqa: E402
+from agent.demo import init_demo  # noqa: E402
+from agent.knowledge.catalog import queries_for  # noqa: E402
+from agent.knowledge.client import KnowledgeClient, KnowledgeConfig  # noqa: E402
+from agent.state import SECTIONS  # noqa: E402
+from graph import builder  # noqa: E402
+
+TODAY = "2026-04-01"
+ANSWERS = {
+    "base_model.constraints": "One 24 GB GPU, Apache-2.0 or MIT only",
+    "training_approach.goals": "18,000 chats as instruction pairs",
+    "training_data.description": "18,000 chats, reviewed, PII redacted",
+    "peft.compute": "One 24 GB GPU",
+    "hyperparameters.budget": "12 GPU hours",
+    "infrastructure.preference": "our own GPU with MLflow",
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+class WarmKnowledge:
+    """Replays knowledge records fetched once from the embedded server: knowledge time is not graph time."""
+
+    def __init__(self, records: dict[str, Any], menu_record: Any):
+        self.records, self.menu_record = records, menu_record
+
+    async def run(self, queries):
+        return [self.records[q.id] for q in queries]
+
+    async def ask(self, text, stage="menu", limit=5):
+        return self.menu_record
+
+
+async def fetch_all(client: KnowledgeClient) -> WarmKnowledge:
+    stages = ("consult_knowledge", *SECTIONS)
+    records = {}
+    for stage in stages:
+        for rec in await client.run(queries_for(stage)):
+            records[rec.query_id] = rec
+    return WarmKnowledge(records, await client.ask("LoRA rank for a hard task"))
+
+
+def answer_for(payload: dict, revisits: list[str]) -> Any:
+    qid = payload["question_id"]
+    if qid in ANSWERS:
+        return payload.get("default") or ANSWERS[qid]
+    if qid.endswith(".decision"):
+        return "yes"
+    if qid == "menu":
+        return "A" if revisits else "C"
+    if qid == "menu.revisit":
+        return revisits.pop()
+    return "continue"
+
+
+async def timed_session(knowledge: Any, answers_wanted: int) -> tuple[list[float], list[float]]:
+    """A session on a new demo project with the project checkpointer; returns
+    per-answer graph time (ms) and per-put checkpoint time (ms), in order."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-")) / "project"
+    init_demo(folder, "fine-tuning", today=TODAY)
+    saver = ProjectCheckpointer(folder)
+    put_ms: list[float] = []
+    original_put = saver.put
+
+    def timed_put(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return original_put(*args, **kwargs)
+        finally:
+            put_ms.append((time.perf_counter() - t) * 1000)
+
+    saver.put = timed_put  # type: ignore[method-assign]
+    app = builder.compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": "bench"}, "recursion_limit": 100_000}
+    ctx = Context(knowledge_client=knowledge, today=TODAY)
+    # Enough revisits to reach the wanted number of answers (each revisit is 4 answers).
+    revisits = [SECTIONS[i % len(SECTIONS)] for i in range(max(0, (answers_wanted - 13) // 4 + 1))]
+    per_answer: list[float] = []
+    await app.ainvoke({"project_dir": str(folder)}, config, context=ctx)
+    while True:
+        state = await app.aget_state(config)
+        if not state.interrupts:
+            break
+        value = answer_for(state.interrupts[0].value, revisits)
+        t = time.perf_counter()
+        await app.ainvoke(Command(resume=value), config, context=ctx)
+        per_answer.append((time.perf_counter() - t) * 1000)
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    return per_answer, put_ms
+
+
+async def knowledge_stage(client: KnowledgeClient, repeats: int) -> tuple[float, float]:
+    """Median wall time of section 2's queries run together, and of the slowest one alone."""
+    queries = queries_for("consult_knowledge")
+    together, slowest = [], []
+    await client.run(queries)  # warm the session
+    for _ in range(repeats):
+        singles = []
+        for q in queries:
+            t = time.perf_counter()
+            await client.run([q])
+            singles.append(time.perf_counter() - t)
+        slowest.append(max(singles))
+        t = time.perf_counter()
+        await client.run(queries)
+        together.append(time.perf_counter() - t)
+    return statistics.median(together), statistics.median(slowest)
+
+
+def cold_start(repeats: int) -> float:
+    """Seconds from starting the terminal chat on a demo project to the first question on screen."""
+    import pexpect
+
+    times = []
+    for _ in range(repeats):
+        folder = Path(tempfile.mkdtemp(prefix="bench-cold-")) / "demo"
+        init_demo(folder, "fine-tuning")
+        t = time.perf_counter()
+        child = pexpect.spawn(
+            sys.executable, ["-m", "agent.cli", "chat", "--project", str(folder), "--offline"],
+            env={**os.environ, "COLUMNS": "160"}, encoding="utf-8", timeout=60,
+        )
+        child.expect(r"\n> ")
+        times.append(time.perf_counter() - t)
+        child.kill(9)
+        child.close()
+        shutil.rmtree(folder.parent, ignore_errors=True)
+    return statistics.median(times)
+
+
+def row(name: str, value: float, unit: str, target: float, ok: bool) -> dict[str, Any]:
+    return {"figure": name, "value": round(value, 3), "unit": unit, "target": target, "result": "pass" if ok else "miss"}
+
+
+async def measure(quick: bool, extra: list[Callable[[], dict[str, Any]]]) -> list[dict[str, Any]]:
+    repeats = 3 if quick else 7
+    rows = []
+    async with KnowledgeClient(KnowledgeConfig()) as client:
+        warm = await fetch_all(client)
+        per_answer: list[float] = []
+        for _ in range(repeats):
+            answers, _ = await timed_session(warm, 13)
+            per_answer += answers
+        med, p95 = statistics.median(per_answer), percentile(per_answer, 95)
+        rows.append(row("graph overhead per answer, median", med, "ms", 15, med <= 15))
+        rows.append(row("graph overhead per answer, p95", p95, "ms", 50, p95 <= 50))
+
+        together, slowest = await knowledge_stage(client, repeats)
+        ratio = together / slowest
+        rows.append(row("knowledge stage / slowest query", ratio, "x", 1.3, ratio <= 1.3))
+
+        _, puts = await timed_session(warm, 200)
+        early = statistics.median(puts[5:25])
+        late = statistics.median(puts[-40:])
+        rows.append(row("checkpoint write after 200 answers / after 10", late / early, "x", 1.5, late / early <= 1.5))
+
+    cold = cold_start(repeats)
+    rows.append(row("cold start to first question", cold, "s", 2.5, cold <= 2.5))
+    rows += [f() for f in extra]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args(argv)
+    rows = asyncio.run(measure(args.quick, []))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        width = max(len(r["figure"]) for r in rows)
+        print(f"{'figure':<{width}}  {'value':>10}  {'target':>8}  result")
+        for r in rows:
+            print(f"{r['figure']:<{width}}  {r['value']:>8.3f} {r['unit']:<2} {'<= ' + str(r['target']):>8}  {r['result']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
