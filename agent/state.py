@@ -9,11 +9,16 @@ artifacts and sidecar out).
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AnyMessage
+from langgraph.channels.delta import DeltaChannel
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# typing_extensions' TypedDict, not typing's: on Python < 3.12 pydantic builds JSON Schema only from
+# this one, and that is how the API server gives Studio the graph's input and output schemas.
+from typing_extensions import TypedDict
 
 # The six sections, in the order the seed asks them; ids tp-001..tp-006.
 SECTIONS: tuple[str, ...] = (
@@ -176,6 +181,34 @@ def _merge_dict(left: dict | None, right: dict | None) -> dict:
     return out
 
 
+def _sum_counts(left: dict | None, right: dict | None) -> dict:
+    """Reducer: add numbers key by key (language-model usage over a session)."""
+    out = dict(left or {})
+    for k, v in (right or {}).items():
+        out[k] = out.get(k, 0) + v
+    return out
+
+
+def _append_messages(current: list, writes: list) -> list:
+    for batch in writes:
+        current = add_messages(current, batch)
+    return current
+
+
+def _extend(current: list, writes: list) -> list:
+    out = list(current)
+    for batch in writes:
+        out.extend(batch)
+    return out
+
+
+# The two channels that grow with every answer are stored as deltas (only the new
+# writes go into each checkpoint, with a full snapshot every 50 updates), so a
+# checkpoint write costs the same after 200 answers as after 10.
+MessagesChannel = DeltaChannel(_append_messages, snapshot_frequency=50)
+AnswersChannel = DeltaChannel(_extend, snapshot_frequency=50)
+
+
 class AnswerRecord(TypedDict):
     question_id: str
     answer: Any
@@ -183,15 +216,22 @@ class AnswerRecord(TypedDict):
     error: str | None
 
 
-class PipelineInput(TypedDict, total=False):
+class PipelineInput(TypedDict):
     """What a caller (terminal, Studio, eval) passes to start a run."""
 
-    project_dir: str
+    # Title and description are what Studio shows on the input form.
+    project_dir: Annotated[
+        str,
+        Field(
+            title="Project folder",
+            description="Path of the project folder (the one holding sidecar.yaml), as the server sees it",
+        ),
+    ]
 
 
 class PipelineState(TypedDict, total=False):
     project_dir: str
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Annotated[list[AnyMessage], MessagesChannel]
     # The project as loaded: name, architecture, constraints from project-spec, phase status.
     project: dict[str, Any]
     architecture: str | None
@@ -206,7 +246,7 @@ class PipelineState(TypedDict, total=False):
     decisions: Annotated[dict[str, dict[str, Any]], _merge_dict]
     superseded: Annotated[list[dict[str, Any]], operator.add]
     # Every answer the user gave, accepted or not: nothing typed is lost.
-    answers: Annotated[list[AnswerRecord], operator.add]
+    answers: Annotated[list[AnswerRecord], AnswersChannel]
     # Why the last answer to a question was rejected, by question_id.
     errors: Annotated[dict[str, str], _merge_dict]
     revisiting: str | None
@@ -215,3 +255,7 @@ class PipelineState(TypedDict, total=False):
     notices: Annotated[list[str], operator.add]  # knowledge failures and other things the user must know
     artifacts: list[str]
     handoff: dict[str, Any] | None
+    # Language-model calls (absent offline): one record per request (purpose, attempt, outcome,
+    # tokens, characters sent), and their totals for the session (see agent.llm.summarize_usage).
+    llm_calls: Annotated[list[dict[str, Any]], operator.add]
+    usage: Annotated[dict[str, int], _sum_counts]
