@@ -6,8 +6,10 @@
     <section>_decide     the proposal shown; the user confirms, picks another option or edits (interrupt)
 
 Fetching and recommending never share a node with an interrupt, because a node
-runs again from its top when it is resumed. Only `yes` (or a submitted form) on a
-proposal the user has seen records a decision.
+runs again from its top when it is resumed. For the same reason a free-text answer
+to a proposal that the rules cannot read goes back to `<section>_recommend`, where
+the model reads it into edits, and the updated proposal is shown again. Only `yes`
+(or a submitted form) on a proposal the user has seen records a decision.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from agent import sidecar
+from agent import llm_tasks, sidecar
 from agent.context import Context, get_context
 from agent.interview import InvalidAnswer, Question, clean_text, format_validation_error, is_no, is_yes, match_choice, parse_edits
+from agent.llm import Facilitator, llm_enabled
 from agent.model_catalog import find_model
 from agent.nodes.common import after_section, ask_and_parse, retry, say
 from agent.nodes.finish import sidecar_entry
@@ -98,7 +101,8 @@ def section_inputs(state: PipelineState, spec: SectionSpec, overrides: dict[str,
     said = state.get("section_context") or {}
     return SectionInputs(
         context=said.get(spec.name, ""),
-        project={**(state.get("project") or {}), "approach_context": said.get("training_approach", "")},
+        earlier={s: text for s, text in said.items() if s != spec.name},
+        project=state.get("project") or {},
         decisions=decided,
         knowledge=section_records(state, spec.name),
         choice=overrides.get("choice"),
@@ -116,24 +120,75 @@ def gpu_budget_gb(state: PipelineState) -> float | None:
     return None
 
 
+def section_pitfalls(state: PipelineState, spec: SectionSpec, proposal: Proposal) -> list[dict[str, Any]]:
+    confirmed = {s: d["fields"] for s, d in (state.get("decisions") or {}).items() if s != spec.name}
+    return [
+        p.model_dump(mode="json")
+        for p in check_pitfalls({**confirmed, spec.name: proposal.fields}, state.get("project"), gpu_budget_gb(state))
+        if p.section == spec.name
+    ]
+
+
 def make_recommend(spec: SectionSpec) -> Callable:
-    def recommend(state: PipelineState) -> Command:
+    """Rules first; with a model, the model improves the first proposal or reads a free-text answer.
+
+    Overrides the user gave (an option, `field: value` edits) are applied by the rules alone, so
+    the model never overrules them.
+    """
+    node = f"{spec.name}_decide"
+
+    async def recommend(state: PipelineState, runtime: Runtime[Context]) -> Command:
         current = (state.get("recommendations") or {}).get(spec.name) or {}
         overrides = current.get("overrides") or {}
-        proposal = spec.recommend(section_inputs(state, spec, overrides))
-        confirmed = {s: d["fields"] for s, d in (state.get("decisions") or {}).items() if s != spec.name}
-        pitfalls = [
-            p.model_dump(mode="json")
-            for p in check_pitfalls({**confirmed, spec.name: proposal.fields}, state.get("project"), gpu_budget_gb(state))
-            if p.section == spec.name
-        ]
-        return Command(
-            goto=f"{spec.name}_decide",
-            update={"recommendations": {spec.name: {"proposal": proposal.model_dump(mode="json"), "pitfalls": pitfalls, "overrides": overrides}}},
-        )
+        fac = await Facilitator.open(get_context(runtime), state.get("project")) if not overrides or "text" in overrides else None
+        if fac is not None and "text" in overrides:
+            return await _read_answer(state, spec, fac, current, overrides)
+        inputs = section_inputs(state, spec, overrides)
+        proposal = spec.recommend(inputs)
+        record: dict[str, Any] = {}
+        if fac is not None:
+            known = llm_tasks.known_items(state.get("knowledge") or [])
+            made = await llm_tasks.recommend(fac, spec, inputs, proposal, state.get("project") or {}, known)
+            if made is not None:
+                proposal, overrides = made
+            elif fac.notice:
+                record["notice"] = fac.notice
+        record = {"proposal": proposal.model_dump(mode="json"), "pitfalls": section_pitfalls(state, spec, proposal), "overrides": overrides, **record}
+        return Command(goto=node, update={"recommendations": {spec.name: record}, **(fac.state_update() if fac else {})})
 
     recommend.__name__ = f"{spec.name}_recommend"
     return recommend
+
+
+async def _read_answer(state: PipelineState, spec: SectionSpec, fac: Facilitator, current: dict[str, Any], overrides: dict[str, Any]) -> Command:
+    """A decision answer the rules could not read, read by the model into an updated proposal.
+
+    Nothing is recorded here: the updated proposal goes back to the user, who confirms with yes.
+    """
+    text = overrides["text"]
+    kept = {k: v for k, v in overrides.items() if k != "text"}
+    proposal = Proposal.model_validate(current["proposal"])
+    inputs = section_inputs(state, spec, {})
+    result = await llm_tasks.read_answer(fac, spec, inputs, proposal, kept, text)
+    if result is None or result[0] is None:
+        # Back to the same proposal, with the reason the answer was not used.
+        try:
+            parse_edits(text, spec.fields)
+            reason = "I could not read that as a change to the proposal."
+        except InvalidAnswer as exc:
+            reason = str(exc)
+        said = result[2] if result is not None else fac.notice
+        error = f"{said} {reason}" if said else reason
+        same = {k: v for k, v in current.items() if k != "notice"} | {"overrides": kept}
+        return Command(goto=f"{spec.name}_decide", update={"recommendations": {spec.name: same}, "errors": {spec.decision_id: error}, **fac.state_update()})
+    new_overrides, updated, summary = result
+    record = {
+        "proposal": updated.model_dump(mode="json"),
+        "pitfalls": section_pitfalls(state, spec, updated),
+        "overrides": new_overrides,
+        "notice": f"Read from your answer: {summary}",
+    }
+    return Command(goto=f"{spec.name}_decide", update={"recommendations": {spec.name: record}, **fac.state_update()})
 
 
 def _value_text(value: Any) -> str:
@@ -146,8 +201,10 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
-def decide_prompt(spec: SectionSpec, proposal: Proposal, pitfalls: list[dict[str, Any]], updated: bool) -> str:
+def decide_prompt(spec: SectionSpec, proposal: Proposal, pitfalls: list[dict[str, Any]], updated: bool, notice: str | None = None) -> str:
     parts = [f"### {spec.title}: recommendation" + (" (updated)" if updated else "")]
+    if notice:
+        parts.append(f"*{notice}*")
     parts.append("**Reasoning**\n" + "\n".join(f"{i}. {r}" for i, r in enumerate(proposal.reasoning, 1)))
     parts.append(f"**Proposal: {proposal.choice}**\n\n" + table(["Field", "Value"], [[k, _value_text(v)] for k, v in proposal.fields.items()]))
     if proposal.notes:
@@ -167,6 +224,21 @@ def decide_prompt(spec: SectionSpec, proposal: Proposal, pitfalls: list[dict[str
 def _example_edit(spec: SectionSpec) -> str:
     f = spec.fields[-1] if spec.name != "peft" else spec.fields[2]
     return f"{f.name}: ..." if f.type == "string" else {"integer": f"{f.name}: 32", "number": f"{f.name}: 0.1", "boolean": f"{f.name}: yes", "list": f"{f.name}: a, b"}[f.type]
+
+
+def _user_changed(overrides: dict[str, Any]) -> bool:
+    """Whether the user changed the proposal (the model's own first proposal is not an update)."""
+    return bool(overrides) and overrides.get("source") != "model"
+
+
+def _names_a_field(text: str, spec: SectionSpec) -> bool:
+    """`field: value` with a real field name: a typo in it gets the rules' precise error, not the model."""
+    names = {n.casefold() for f in spec.fields for n in (f.name, f.name.replace("_", " "), f.label)}
+    for line in text.splitlines():
+        key, sep, _ = line.partition(":") if ":" in line else line.partition("=")
+        if sep and key.strip().casefold().replace("-", "_") in names:
+            return True
+    return False
 
 
 def _free_choice(spec: SectionSpec, text: str) -> str | None:
@@ -193,12 +265,13 @@ def make_decide(spec: SectionSpec) -> Callable:
         current = state["recommendations"][spec.name]
         proposal = Proposal.model_validate(current["proposal"])
         overrides = current.get("overrides") or {}
+        online = llm_enabled(get_context(runtime))
         question = Question(
             question_id=spec.decision_id,
             section=spec.name,
             kind="form",
             title=f"{spec.title}: your decision",
-            prompt=decide_prompt(spec, proposal, current.get("pitfalls") or [], updated=bool(overrides)),
+            prompt=decide_prompt(spec, proposal, current.get("pitfalls") or [], updated=_user_changed(overrides), notice=current.get("notice")),
             options=proposal.options,
             default=proposal.fields,
             fields=spec.fields,
@@ -215,7 +288,12 @@ def make_decide(spec: SectionSpec) -> Callable:
                 return "choose", choice
             if is_no(text):
                 raise InvalidAnswer("Then pick another option, or edit fields as `field: value`.")
-            edits = parse_edits(text, spec.fields)
+            try:
+                edits = parse_edits(text, spec.fields)
+            except InvalidAnswer:
+                if online and not _names_a_field(text, spec):
+                    return "read", text  # prose: the model reads it, in the recommend node
+                raise
             merged = {**(overrides.get("edits") or {}), **edits}
             _validated(spec, {**proposal.fields, **merged})
             return "edit", merged
@@ -224,6 +302,8 @@ def make_decide(spec: SectionSpec) -> Callable:
         if value is None:
             return retry(node, update)
         action, payload = value
+        if action == "read":
+            return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, "overrides": {**overrides, "text": payload}}}})
         if action == "choose":
             return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, "overrides": {"choice": payload, "edits": {}}}}})
         if action == "edit":

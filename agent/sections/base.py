@@ -20,6 +20,7 @@ class SectionInputs(BaseModel):
     """Everything a recommendation may use; nothing else (no I/O, no clock)."""
 
     context: str = ""  # the user's answer to the section's question
+    earlier: dict[str, str] = Field(default_factory=dict)  # answers to the other sections' questions
     project: dict[str, Any] = Field(default_factory=dict)
     decisions: dict[str, dict[str, Any]] = Field(default_factory=dict)  # section -> confirmed fields
     knowledge: list[dict[str, Any]] = Field(default_factory=list)  # query records for this section
@@ -75,6 +76,21 @@ def knowledge_lines(records: list[dict[str, Any]], limit: int = 3) -> tuple[list
             if len(lines) >= limit:
                 return lines, ids
     return lines, ids
+
+
+KNOWLEDGE_PREFIX = "Knowledge consulted: "
+
+
+def knowledge_reason(records: list[dict[str, Any]]) -> tuple[str | None, list[str]]:
+    """The reasoning line that cites the section's knowledge, and the ids cited."""
+    cited, ids = knowledge_lines(records)
+    return (KNOWLEDGE_PREFIX + "; ".join(cited) if cited else None), ids
+
+
+def rationale_from(reasoning: list[str], n: int = 2, skip: int = 0) -> str:
+    """The decision record's rationale: `n` reasons from `skip` on, never the citation line."""
+    reasons = [r for r in reasoning if not r.startswith(KNOWLEDGE_PREFIX)]
+    return " ".join(reasons[skip : skip + n]) or " ".join(reasons[:n])
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from agent.interview import FormField, Option
 from agent.model_catalog import ModelSpec, find_model, load_catalog
 from agent.sections import parse
-from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, table
+from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from, table
 
 INTRO = """**A. Model Selection Criteria**
 
@@ -150,7 +150,7 @@ def recommend(inputs: SectionInputs) -> Proposal:
         choice=f"{chosen.name} ({fields['name']})",
         fields=fields,
         reasoning=reasoning,
-        rationale=f"{chosen.name} is the best fit for the stated constraints: " + "; ".join(r for r in reasoning[:3]),
+        rationale=f"{chosen.name} is the best fit for the stated constraints. " + rationale_from(reasoning, 3),
         options=[Option(value=m.key, label=m.name, description=f"{m.params_b:g}B, {m.license_name}, {m.context_length:,} ctx") for m in shortlist],
         options_considered=[m.name for m in shortlist],
         consequences=[

@@ -6,7 +6,7 @@ from agent.interview import FormField
 from agent.interview import Option
 from agent.model_catalog import find_model
 from agent.sections import parse
-from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines
+from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from
 
 INTRO = """**A. Key Hyperparameters** (ranges evolve with research)
 
@@ -63,7 +63,7 @@ def recommend(inputs: SectionInputs) -> Proposal:
     else:
         lr = 2e-4 if params_b < 30 else 1e-4
         reasoning.append(
-            f"{method.upper()} at {params_b:g}B: {lr:g} (QLoRA paper: 2e-4 up to 13B, 1e-4 for 33B/65B; torchtune uses 3e-4, "
+            f"{ {'lora': 'LoRA', 'qlora': 'QLoRA'}.get(method, method)} at {params_b:g}B: {lr:g} (QLoRA paper: 2e-4 up to 13B, 1e-4 for 33B/65B; torchtune uses 3e-4, "
             "LLaMA-Factory 1e-4)."
         )
     if n >= 50_000:
@@ -82,10 +82,14 @@ def recommend(inputs: SectionInputs) -> Proposal:
     target_effective = 16 if approach != "dpo" else 32
     accum = max(1, target_effective // micro)
     reasoning.append(f"Batch: micro-batch {micro} x {accum} accumulation steps = effective {micro * accum} per device.")
-    max_len = min(2048, ctx_len)
-    if parse.mentions(inputs.context, "long", "documents", "contracts"):
-        max_len = min(4096, ctx_len)
-    reasoning.append(f"Max length {max_len:,} tokens (within the model's {ctx_len:,}-token window); measure your data's length distribution.")
+    said = " ".join([inputs.context, *inputs.earlier.values(), *inputs.project.get("constraints", [])])
+    needed = parse.context_tokens(said)
+    if needed:
+        max_len = min(1 << (needed - 1).bit_length(), ctx_len)  # next power of two, within the window
+        reasoning.append(f"Max length {max_len:,} tokens: you expect inputs of about {needed:,} tokens (the model's window is {ctx_len:,}).")
+    else:
+        max_len = min(2048, ctx_len)
+        reasoning.append(f"Max length {max_len:,} tokens (within the model's {ctx_len:,}-token window); measure your data's length distribution.")
     budget_h = parse.hours(inputs.context)
     budget_usd = parse.money(inputs.context)
     if budget_h or budget_usd:
@@ -120,7 +124,7 @@ def recommend(inputs: SectionInputs) -> Proposal:
         choice=choice,
         fields=fields,
         reasoning=reasoning,
-        rationale=" ".join(reasoning[:2]),
+        rationale=rationale_from(reasoning, 2),
         options=[Option(value="proposed", label="Proposed values", description=choice)],
         options_considered=["Published defaults for the method and size", "Values tuned to the data volume and budget"],
         consequences=["Track training and validation loss and gradient norms; stop early when validation loss rises."],

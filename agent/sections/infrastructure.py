@@ -82,14 +82,14 @@ def _tracker(text: str, platform: str) -> tuple[str, str]:
 def _instance(key: str, gpu: tuple[int, float] | None, first) -> tuple[str, int]:
     """An instance type for the platform: the user's own GPUs, or the smallest class that fits."""
     if key == "local" and gpu:
-        return f"{gpu[0]}x {gpu[1]:g} GB GPU (on premises)", gpu[0]
+        return f"{gpu[1]:g} GB GPU (on premises)", gpu[0]
     if first is None:
         return "to be sized", 1
     platform = gpus.match_platform(PLATFORMS[key][0])
     offer = (gpus.load_prices()["platforms"].get(platform or "", {}).get("gpus") or {}).get(first.gpu_class_gb)
     if offer:
-        return f"{offer['instance']} ({first.gpu_count}x {offer['card']})", first.gpu_count
-    return f"{first.gpu_count}x {first.gpu_card}", first.gpu_count
+        return f"{offer['instance']} ({offer['card']})", first.gpu_count
+    return first.gpu_card, first.gpu_count
 
 
 def _cost_line(sized) -> str:
@@ -148,10 +148,10 @@ def recommend(inputs: SectionInputs) -> Proposal:
         reasoning.append("Knowledge consulted: " + "; ".join(cited))
     return Proposal(
         choice_value=key,
-        choice=f"{fields['platform']} ({fields['instance_type']}) with {fields['tracking_tool']}",
+        choice=f"{fields['platform']} ({fields['gpu_count']}x {fields['instance_type']}) with {fields['tracking_tool']}",
         fields=fields,
         reasoning=reasoning,
-        rationale=" ".join(reasoning[:3]),
+        rationale=f"{reasoning[0]} {reasoning[2]}",
         options=[Option(value=k, label=v[0], description=v[1]) for k, v in PLATFORMS.items()],
         options_considered=[v[0] for v in PLATFORMS.values()],
         consequences=[f"Estimated cost: {fields['estimated_cost'] or 'not estimated'}.", f"Runs are logged to {fields['tracking_tool']} project '{fields['project']}'."],

@@ -6,7 +6,7 @@ from agent.interview import FormField, Option
 from agent.model_catalog import find_model, target_modules
 from agent.planning.memory import estimate_memory
 from agent.sections import parse
-from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines
+from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from
 
 INTRO = """**A. PEFT Method Selection**
 
@@ -126,7 +126,7 @@ def recommend(inputs: SectionInputs) -> Proposal:
         choice=choice,
         fields=fields,
         reasoning=reasoning,
-        rationale=" ".join(reasoning[1:3]) or reasoning[0],
+        rationale=rationale_from(reasoning, 2, skip=1),
         options=[Option(value=k, label=v[0], description=f"{v[1]} (≈{need[k]:.0f} GB)") for k, v in METHODS.items()],
         options_considered=[f"{v[0]} (≈{need[k]:.0f} GB)" for k, v in METHODS.items()],
         consequences=[

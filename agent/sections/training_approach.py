@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.interview import FormField, Option
 from agent.sections import parse
-from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines
+from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from
 
 INTRO = """**A. SFT (Supervised Fine-Tuning)**: teaches the model to follow instructions using example pairs.
 
@@ -87,7 +87,7 @@ def recommend(inputs: SectionInputs) -> Proposal:
         choice=label,
         fields=fields,
         reasoning=reasoning,
-        rationale=" ".join(reasoning[:2]),
+        rationale=rationale_from(reasoning, 2),
         options=[Option(value=k, label=v[0], description=v[1]) for k, v in APPROACHES.items()],
         options_considered=[v[0] for v in APPROACHES.values()],
         consequences=consequences + [f"Needs: {need}."],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.interview import FormField, Option
 from agent.sections import parse
-from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines
+from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from
 
 INTRO = """**A. Data Requirements**
 
@@ -76,7 +76,7 @@ def recommend(inputs: SectionInputs) -> Proposal:
     text = inputs.context
     approach = inputs.decisions.get("training_approach", {}).get("approach", "sft")
     # Counts said earlier (when choosing the approach) count too, unless this answer gives its own.
-    earlier = inputs.project.get("approach_context", "")
+    earlier = inputs.earlier.get("training_approach", "")
     sft = parse.count_near(text, SFT_UNITS) or parse.count_near(earlier, SFT_UNITS)
     dpo = parse.count_near(text, DPO_UNITS) or parse.count_near(earlier, DPO_UNITS)
     if dpo is not None and sft == dpo and approach == "dpo":
@@ -119,7 +119,7 @@ def recommend(inputs: SectionInputs) -> Proposal:
         choice=f"{', '.join(counts) or 'Data as described'} ({fmt})",
         fields=fields,
         reasoning=reasoning,
-        rationale=" ".join(reasoning[:2]),
+        rationale=rationale_from(reasoning, 2),
         options=[Option(value="as-described", label="Data as described", description="Counts and checks read from your answer")],
         options_considered=["Use existing data as described", "Collect or synthesize more data first"],
         consequences=[f"Data format: {fmt}.", *[n for n in notes if "below" in n]],
