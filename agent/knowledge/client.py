@@ -1,0 +1,320 @@
+"""Knowledge client: runs catalog queries against a Knowledge MCP server and records what came back.
+
+Any server that speaks the knowledge-mcp contract works: the embedded one over
+stdio (the default), or a remote one over streamable HTTP or SSE. A failing
+query never raises: its QueryRecord carries an `error` the user can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from mcp.client.stdio import get_default_environment
+from mcp.types import CallToolResult
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agent.knowledge.catalog import FILTER_LIMIT, SEARCH_LIMIT, CatalogQuery
+from agent.knowledge.connection import KnowledgeError, Session, StatusLog, explain_open_failure, is_disconnect
+from agent.knowledge.models import IDLE_EXIT_ENV, KnowledgeItem, QueryRecord, normalize
+from agent.knowledge.ranking import select
+
+TOP_N = 5
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the `agent` package
+_TRANSPORT_ALIASES = {"streamable-http": "streamable_http", "http": "streamable_http"}
+
+
+def _default_command() -> list[str]:
+    return [sys.executable, "-m", "agent.knowledge.server", "--transport", "stdio"]
+
+
+class KnowledgeConfig(BaseModel):
+    """Which Knowledge MCP server to use. Nothing configured: the embedded one over stdio."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transport: Literal["stdio", "streamable_http", "sse"] = "stdio"
+    url: str | None = None
+    api_key: str | None = None
+    timeout_s: float = Field(default=15, gt=0, le=600)
+    command: list[str] = Field(default_factory=_default_command, min_length=1)
+    # A stdio server we start leaves after this long without a call (0: never); we reconnect on
+    # the next call. It keeps servers from outliving event loops that closed without cleanup.
+    idle_exit_s: float = Field(default=600, ge=0)
+
+    @field_validator("transport", mode="before")
+    @classmethod
+    def _alias(cls, v: Any) -> Any:
+        return _TRANSPORT_ALIASES.get(v, v) if isinstance(v, str) else v
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        return shlex.split(v) if isinstance(v, str) else v
+
+    @classmethod
+    def load(cls, file: Path | None = None) -> "KnowledgeConfig":
+        """Settings from a YAML file (top level or under `knowledge:`), then the environment:
+        KNOWLEDGE_MCP_URL, KNOWLEDGE_MCP_TRANSPORT, KNOWLEDGE_MCP_API_KEY, KNOWLEDGE_MCP_TIMEOUT.
+        A URL without a transport means streamable HTTP."""
+        data: dict[str, Any] = {}
+        if file is not None:
+            loaded = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{file}: expected a mapping of knowledge settings")
+            data = dict(loaded.get("knowledge", loaded))
+        env = os.environ
+        if env.get("KNOWLEDGE_MCP_URL"):
+            data["url"] = env["KNOWLEDGE_MCP_URL"]
+            if "transport" not in data or data["transport"] == "stdio":
+                data["transport"] = "streamable_http"
+        if env.get("KNOWLEDGE_MCP_TRANSPORT"):
+            data["transport"] = env["KNOWLEDGE_MCP_TRANSPORT"]
+        if env.get("KNOWLEDGE_MCP_API_KEY"):
+            data["api_key"] = env["KNOWLEDGE_MCP_API_KEY"]
+        if env.get("KNOWLEDGE_MCP_TIMEOUT"):
+            data["timeout_s"] = env["KNOWLEDGE_MCP_TIMEOUT"]
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise ValueError(f"invalid knowledge settings: {e}") from e
+
+    @property
+    def target(self) -> str:
+        """Where the server is, for messages."""
+        return " ".join(self.command) if self.transport == "stdio" else (self.url or "(no URL)")
+
+
+class KnowledgeClient:
+    """One session per client, opened on first use; `async with` or `await aclose()` to end it."""
+
+    def __init__(self, config: KnowledgeConfig | None = None, top_n: int = TOP_N):
+        self.config = config or KnowledgeConfig()
+        self.top_n = top_n
+        self._session: Session | None = None
+        self._open_failure: str | None = None
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._authors: dict[str, list[str]] | None = None
+        self._closing: set[asyncio.Task[None]] = set()  # sessions being shut down in the background
+
+    async def __aenter__(self) -> "KnowledgeClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        session, closing = self._session, set(self._closing)
+        self._session = None
+        if self._loop is not asyncio.get_running_loop():
+            return  # those belonged to a loop that is gone; asyncio.run closed them on its way out
+        if session is not None:
+            closing.add(asyncio.create_task(session.close()))
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    async def run(self, queries: list[CatalogQuery]) -> list[QueryRecord]:
+        """Run the queries concurrently; one record per query, in the same order."""
+        self._open_failure = None  # each batch gets one fresh attempt at a server that failed before
+        return list(await asyncio.gather(*(self._run_one(q) for q in queries)))
+
+    async def ask(self, text: str, stage: str = "menu", limit: int = 5) -> QueryRecord:
+        """Free search for a question the user asked, ranked for that question."""
+        self._open_failure = None
+        text = text.strip()
+        digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+        args = {"query": text, "limit": min(max(limit * 2, 10), 100)}  # a pool to choose from, within the server's cap
+        start = time.perf_counter()
+        record = {"query_id": f"{stage}.ask.{digest}", "section": stage, "endpoint": "search_knowledge",
+                  "arguments": args, "ref": f"search_knowledge:{text}"}
+        if not text:
+            return QueryRecord(**record, error="nothing to search for: the question is empty")
+        try:
+            items = select(await self._items("search_knowledge", args), text, limit)
+            items = await self._with_authors(items)
+        except Exception as e:  # noqa: BLE001 - a query never raises
+            return QueryRecord(**record, error=_message(e), latency_ms=_ms(start))
+        return QueryRecord(**record, items=items, result_ids=[i.id for i in items], latency_ms=_ms(start))
+
+    # -- one catalog query ----------------------------------------------------------------------
+
+    async def _run_one(self, q: CatalogQuery) -> QueryRecord:
+        start = time.perf_counter()
+        base = {"query_id": q.id, "section": q.stage, "endpoint": q.endpoint, "arguments": q.arguments, "ref": q.ref}
+        try:
+            items, fallback = await (self._filter(q) if q.is_filter else self._search(q))
+            items = await self._with_authors(select(items, q.rank_text, self.top_n))
+        except Exception as e:  # noqa: BLE001 - a query never raises
+            return QueryRecord(**base, error=_message(e), latency_ms=_ms(start))
+        return QueryRecord(**base, items=items, result_ids=[i.id for i in items], fallback=fallback,
+                           latency_ms=_ms(start))
+
+    async def _search(self, q: CatalogQuery) -> tuple[list[KnowledgeItem], str | None]:
+        items = await self._items("search_knowledge", q.arguments)
+        if items or not q.fallback_query:
+            return items, None
+        items = await self._items("search_knowledge", {"query": q.fallback_query, "limit": SEARCH_LIMIT})
+        return items, f"search_knowledge:{q.fallback_query}"
+
+    async def _filter(self, q: CatalogQuery) -> tuple[list[KnowledgeItem], str | None]:
+        """The seed's topic as is; if the server has no such tag, the mapped vocabulary tags;
+        if those are empty too, a search. Seed topic and mapped tags are asked together."""
+        mapped = [t for t in q.vocab_topics if t != q.topic]
+        calls = [q.arguments] + [{"topic": t, "limit": FILTER_LIMIT} for t in mapped]
+        results = await asyncio.gather(*(self._items(q.endpoint, a) for a in calls))
+        if results[0]:
+            return results[0], None
+        merged = [item for items in results[1:] for item in items]
+        if merged:
+            return merged, ", ".join(f"{q.endpoint}:{t}" for t in mapped)
+        if not q.fallback_query:
+            return [], None
+        items = await self._items("search_knowledge", {"query": q.fallback_query, "limit": SEARCH_LIMIT})
+        return items, f"search_knowledge:{q.fallback_query}"
+
+    async def _items(self, tool: str, arguments: dict[str, Any]) -> list[KnowledgeItem]:
+        results = _results(tool, await self._call(tool, arguments))
+        items = []
+        for raw in results:
+            try:
+                items.append(normalize(tool, raw))
+            except (ValidationError, ValueError, TypeError):
+                continue  # one malformed row should not cost the others
+        if results and not items:
+            raise KnowledgeError(f"{tool} returned {len(results)} results, none in the expected shape")
+        return items
+
+    async def _with_authors(self, items: list[KnowledgeItem]) -> list[KnowledgeItem]:
+        """get_* rows carry no authors; list_sources (asked once) fills them in, or nothing does."""
+        if all(i.source_authors or not i.source_title for i in items):
+            return items
+        if self._authors is None:
+            try:
+                rows = _results("list_sources", await self._call("list_sources", {"limit": 500}))
+            except Exception:  # noqa: BLE001 - authors are a nicety; try again next time
+                return items
+            self._authors = {r["title"]: list(r.get("authors") or []) for r in rows if r.get("title")}
+        authors = self._authors
+        return [i if i.source_authors else i.model_copy(update={"source_authors": authors.get(i.source_title, [])})
+                for i in items]
+
+    # -- the session ------------------------------------------------------------------------------
+
+    async def _call(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+        """Call a tool; reconnect once if the session died under us."""
+        for attempt in (1, 2):
+            session = await self._open()
+            try:
+                return await session.call(tool, arguments, self.config.timeout_s)
+            except TimeoutError:
+                raise KnowledgeError(f"{tool} timed out after {self.config.timeout_s:g}s "
+                                     f"({self.config.transport}: {self.config.target})") from None
+            except Exception as e:
+                if attempt == 1 and (is_disconnect(e) or not session.alive):
+                    await self._retire(session)
+                    continue
+                if is_disconnect(e):
+                    raise KnowledgeError(f"lost the knowledge server ({self.config.transport}: "
+                                         f"{self.config.target}) and reconnecting did not help: {e}") from e
+                raise KnowledgeError(f"{tool} failed: {type(e).__name__}: {e}") from e
+        raise AssertionError("unreachable")
+
+    async def _open(self) -> Session:
+        self._bind_loop()
+        assert self._lock is not None
+        async with self._lock:
+            if self._session is not None and self._session.alive:
+                return self._session
+            if self._open_failure:
+                raise KnowledgeError(self._open_failure)
+            if self._session is not None:
+                self._discard(self._session)
+                self._session = None
+            statuses = StatusLog()
+            session = None
+            try:
+                session = Session(self._connection(statuses))
+                await session.open(self.config.timeout_s)
+            except KnowledgeError as e:
+                self._open_failure = str(e)
+            except Exception as e:  # noqa: BLE001 - explained, never raised raw
+                self._open_failure = explain_open_failure(
+                    e, transport=self.config.transport, target=self.config.target, statuses=statuses.statuses,
+                    api_key_set=bool(self.config.api_key), timeout=self.config.timeout_s)
+            if self._open_failure:
+                if session is not None:
+                    self._discard(session)
+                raise KnowledgeError(self._open_failure)
+            self._session = session
+            return session
+
+    async def _retire(self, session: Session) -> None:
+        assert self._lock is not None
+        async with self._lock:
+            if self._session is session:
+                self._session = None
+                self._discard(session)
+
+    def _discard(self, session: Session) -> None:
+        """Shut a dead or replaced session down without making the caller wait for it."""
+        task = asyncio.create_task(session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _bind_loop(self) -> None:
+        # A session belongs to the event loop that opened it. A caller on a new loop (a sync graph
+        # run per turn, say) gets a fresh one. asyncio.run cancels the old session's task on its
+        # way out, which stops its server; a loop closed without that leaves the server to its
+        # idle exit (idle_exit_s).
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._lock = loop, asyncio.Lock()
+            self._session, self._closing = None, set()
+
+    def _connection(self, statuses: StatusLog) -> dict[str, Any]:
+        c = self.config
+        if c.transport == "stdio":
+            env = get_default_environment()
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
+            env[IDLE_EXIT_ENV] = f"{c.idle_exit_s:g}"
+            return {"transport": "stdio", "command": c.command[0], "args": c.command[1:], "env": env}
+        if not c.url:
+            raise KnowledgeError(f"no URL for the {c.transport} transport: set KNOWLEDGE_MCP_URL")
+        conn: dict[str, Any] = {"transport": c.transport, "url": c.url, "timeout": c.timeout_s,
+                                "httpx_client_factory": statuses.factory}
+        if c.api_key:
+            conn["headers"] = {"X-API-Key": c.api_key}
+        return conn
+
+
+def _results(tool: str, result: CallToolResult) -> list[dict[str, Any]]:
+    """The `results` list of a tool's JSON envelope, or a KnowledgeError saying what was wrong."""
+    text = "".join(getattr(block, "text", "") for block in result.content)
+    if result.isError:
+        raise KnowledgeError(f"{tool} returned an error: {text.strip()[:400] or '(no message)'}")
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise KnowledgeError(f"{tool} returned malformed JSON ({e.msg} at char {e.pos}): {text[:80]!r}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise KnowledgeError(f"{tool} returned JSON without a 'results' list")
+    return [r for r in body["results"] if isinstance(r, dict)]
+
+
+def _message(e: BaseException) -> str:
+    return str(e) if isinstance(e, KnowledgeError) else f"unexpected {type(e).__name__}: {e}"
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 1)

@@ -1,0 +1,165 @@
+"""One long-lived MCP session, and plain-words explanations of why one failed.
+
+The session's context managers (anyio task groups, the stdio child process)
+must be entered and exited by the same task, while graph nodes call from
+whatever task they run in. So a background task owns the session for its
+whole life; callers only borrow `ClientSession.call_tool`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import httpx
+from langchain_mcp_adapters.client import MultiServerMCPClient
+from mcp.shared.exceptions import McpError
+from mcp.types import CallToolResult
+
+SERVER = "knowledge"
+
+
+class KnowledgeError(Exception):
+    """A knowledge call failed; the message is meant for the user."""
+
+
+class StatusLog:
+    """Remembers HTTP error statuses seen, since the MCP clients only surface them as task-group noise."""
+
+    def __init__(self) -> None:
+        self.statuses: list[int] = []
+
+    def factory(self, headers: dict[str, str] | None = None, timeout: httpx.Timeout | None = None,
+                auth: httpx.Auth | None = None) -> httpx.AsyncClient:
+        async def record(response: httpx.Response) -> None:
+            if response.status_code >= 400:
+                self.statuses.append(response.status_code)
+
+        return httpx.AsyncClient(headers=headers, timeout=timeout or httpx.Timeout(30.0), auth=auth,
+                                 follow_redirects=True, event_hooks={"response": [record]})
+
+
+class Session:
+    """An MCP session owned by a background task, opened once and closed on demand."""
+
+    def __init__(self, connection: dict[str, Any]):
+        self._client = MultiServerMCPClient({SERVER: connection})  # type: ignore[dict-item]
+        self._session: Any = None
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._session is not None and self._task is not None and not self._task.done()
+
+    async def open(self, timeout: float) -> None:
+        """Start the session; raise the underlying error, or TimeoutError after `timeout` seconds."""
+        self._task = asyncio.create_task(self._own(), name="knowledge-mcp-session")
+        ready = asyncio.create_task(self._ready.wait())
+        try:
+            await asyncio.wait({self._task, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if self.alive:
+            return
+        if self._task.done():
+            raise self.error or ConnectionError("the session closed while starting")
+        self._task.cancel()  # a server that never answers: give up, and let the task clean up
+        raise TimeoutError
+
+    async def _own(self) -> None:
+        try:
+            async with self._client.session(SERVER) as session:
+                self._session = session
+                self._ready.set()
+                await self._stop.wait()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # noqa: BLE001 - kept for the caller to explain
+            self.error = e
+        finally:
+            self._session = None
+
+    async def call(self, tool: str, arguments: dict[str, Any], timeout: float) -> CallToolResult:
+        session = self._session
+        if session is None or not self.alive:
+            raise ConnectionError("the session is closed")
+        return await asyncio.wait_for(session.call_tool(tool, arguments), timeout)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop the session and wait (bounded) for the server process or stream to shut down."""
+        task = self._task
+        if task is None or task.done():
+            return
+        self._stop.set()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The real errors inside (nested) exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in leaves(sub)]
+    return [exc]
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """True when the error means the session is gone (worth one reconnect), not a bad request."""
+    for e in leaves(exc):
+        if isinstance(e, (ConnectionError, EOFError, httpx.TransportError)):
+            return True
+        # "closed": the stdio child or stream ended; "terminated": an HTTP server forgot our session.
+        if isinstance(e, McpError) and any(w in str(e).lower() for w in ("closed", "terminated")):
+            return True
+        if type(e).__name__ in {"ClosedResourceError", "BrokenResourceError", "EndOfStream"}:
+            return True
+    return False
+
+
+_OTHER = {"streamable_http": "sse", "sse": "streamable_http"}
+
+
+def explain_open_failure(exc: BaseException, *, transport: str, target: str, statuses: list[int],
+                         api_key_set: bool, timeout: float) -> str:
+    """Say why the session did not open, and what to change."""
+    errors = leaves(exc)
+    codes = statuses + [e.response.status_code for e in errors if isinstance(e, httpx.HTTPStatusError)]
+    if 401 in codes or 403 in codes:
+        if api_key_set:
+            return (f"knowledge server at {target} rejected the API key (HTTP 401): check the key sent in the "
+                    "X-API-Key header (KNOWLEDGE_MCP_API_KEY)")
+        return (f"knowledge server at {target} requires an API key (HTTP 401): set KNOWLEDGE_MCP_API_KEY; "
+                "it is sent in the X-API-Key header")
+    if transport in _OTHER:
+        other = _OTHER[transport]
+        hint = f"if the server speaks {other}, set KNOWLEDGE_MCP_TRANSPORT={other}"
+        if 404 in codes:
+            return (f"{transport} transport: nothing at {target} (HTTP 404): check the URL; the MCP endpoint "
+                    "is usually /mcp")
+        if any(c in (400, 405, 406) for c in codes):
+            return (f"{transport} transport failed at {target} (HTTP {codes[-1]}): the server does not accept "
+                    f"this transport; {hint}")
+        if isinstance(exc, TimeoutError):
+            return f"{transport} transport to {target}: no MCP answer within {timeout:g}s; {hint}"
+        if any(isinstance(e, httpx.ConnectError) for e in errors):
+            return f"{transport} transport: cannot connect to {target}: is the knowledge server running?"
+        detail = "; ".join(f"{type(e).__name__}: {e}" for e in errors)[:300]
+        if codes:
+            detail = f"HTTP {codes[-1]}; {detail}"
+        return f"{transport} transport to {target} failed ({detail}); {hint}"
+    # stdio: we started the server ourselves.
+    if isinstance(exc, TimeoutError):
+        return f"knowledge server ({target}) did not answer within {timeout:g}s of starting"
+    if any(isinstance(e, (FileNotFoundError, PermissionError)) for e in errors):
+        return f"cannot start the knowledge server ({target}): {errors[0]}"
+    if is_disconnect(exc):
+        return f"knowledge server ({target}) exited during start-up; run it by hand to see its error"
+    detail = "; ".join(f"{type(e).__name__}: {e}" for e in errors)[:300]
+    return f"knowledge server ({target}) failed to start: {detail}"

@@ -1,0 +1,184 @@
+"""The client against the embedded server run as a separate process, over each transport.
+
+HTTP servers are started once per module (they are slow-ish to start), on free ports,
+and killed by pid at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agent.knowledge.catalog import queries_for
+from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "kp_" + "0123456789abcdef" * 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(transport: str, api_key: str | None = None) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "agent.knowledge.server", "--transport", transport, "--port", str(port)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("KNOWLEDGE_MCP_SERVER_API_KEY", None)
+    if api_key:
+        cmd += ["--api-key", api_key]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_ready(proc: subprocess.Popen, base: str, deadline_s: float = 20) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {base} not ready after {deadline_s}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def servers():
+    """streamable-http and sse, each without and with an API key: four processes started together."""
+    specs = {"streamable_http": ("streamable-http", None), "sse": ("sse", None),
+             "streamable_http+key": ("streamable-http", KEY), "sse+key": ("sse", KEY)}
+    started = {name: start(t, k) for name, (t, k) in specs.items()}
+    try:
+        for proc, base in started.values():
+            wait_ready(proc, base)
+        yield {name: base for name, (_, base) in started.items()}
+    finally:
+        for proc, _ in started.values():
+            stop(proc)
+
+
+def config(transport: str, base: str, api_key: str | None = None) -> KnowledgeConfig:
+    return KnowledgeConfig(transport=transport, url=f"{base}/mcp", api_key=api_key, timeout_s=10)
+
+
+async def exercise(cfg: KnowledgeConfig) -> None:
+    """A stage's catalog queries and a free question, over one session."""
+    async with KnowledgeClient(cfg) as client:
+        records = await client.run(queries_for("peft"))
+        answer = await client.ask("how much GPU memory does QLoRA need for a 7B model?")
+    for r in [*records, answer]:
+        assert r.error is None, r.error
+        assert r.items and r.result_ids == [i.id for i in r.items] and len(r.items) <= 5
+        assert all(i.source_title and i.source_authors for i in r.items)
+    assert records[1].fallback == "get_decisions:fine-tuning, get_decisions:training"
+    assert any("QLoRA" in i.title for i in answer.items)
+
+
+async def test_stdio_is_the_default_and_works():
+    cfg = KnowledgeConfig()
+    assert cfg.transport == "stdio" and cfg.command[1:3] == ["-m", "agent.knowledge.server"]
+    await exercise(cfg)
+
+
+@pytest.mark.parametrize("name", ["streamable_http", "sse"])
+async def test_http_transports_without_a_key(servers, name):
+    await exercise(config(name, servers[name]))
+
+
+@pytest.mark.parametrize("name", ["streamable_http", "sse"])
+async def test_http_transports_with_the_right_key(servers, name):
+    transport = name
+    await exercise(config(transport, servers[f"{name}+key"], api_key=KEY))
+
+
+@pytest.mark.parametrize("name", ["streamable_http", "sse"])
+@pytest.mark.parametrize("key", [None, "kp_" + "f" * 32])
+async def test_missing_or_wrong_key_is_explained(servers, name, key):
+    async with KnowledgeClient(config(name, servers[f"{name}+key"], api_key=key)) as client:
+        records = await client.run(queries_for("training_approach") + queries_for("infrastructure"))
+    for r in records:
+        assert r.items == [] and r.result_ids == []
+        assert "HTTP 401" in r.error and "X-API-Key" in r.error
+        assert ("rejected the API key" in r.error) == (key is not None)
+
+
+def test_unauthorized_http_answer_matches_the_real_server(servers):
+    base = servers["streamable_http+key"]
+    for headers in ({}, {"X-API-Key": "kp_" + "e" * 32}):
+        r = httpx.post(f"{base}/mcp", json={}, headers=headers, timeout=5)
+        assert r.status_code == 401
+        err = r.json()["error"]
+        assert err["code"] == "UNAUTHORIZED" and err["message"]
+    assert httpx.get(f"{servers['sse+key']}/mcp", timeout=5).status_code == 401
+    assert httpx.get(f"{base}/health", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("client_transport,server,other", [
+    ("sse", "streamable_http", "streamable_http"),
+    ("streamable_http", "sse", "sse"),
+])
+async def test_wrong_transport_names_the_failure_and_the_other_one(servers, client_transport, server, other):
+    async with KnowledgeClient(config(client_transport, servers[server])) as client:
+        record = (await client.run(queries_for("training_data")))[0]
+    assert record.items == []
+    assert f"{client_transport} transport" in record.error
+    assert f"KNOWLEDGE_MCP_TRANSPORT={other}" in record.error
+
+
+async def test_nobody_listening():
+    async with KnowledgeClient(config("streamable_http", f"http://127.0.0.1:{free_port()}")) as client:
+        record = await client.ask("lora rank")
+    assert "cannot connect" in record.error and record.items == []
+
+
+def test_one_client_across_event_loops():
+    """A sync caller may run each turn in its own asyncio.run: the client reopens, never breaks."""
+    import asyncio
+
+    client = KnowledgeClient(KnowledgeConfig(timeout_s=10))
+    first = asyncio.run(client.run(queries_for("training_data")))[0]
+    second = asyncio.run(client.ask("LoRA rank"))
+    asyncio.run(client.aclose())
+    assert first.error is None and second.error is None
+    assert first.items and second.items
+
+
+async def test_http_server_restart_mid_session_reconnects():
+    """A remote server that restarts forgets our session; the client opens a new one, once."""
+    proc, base = start("streamable-http")
+    port = base.rsplit(":", 1)[1]
+    try:
+        wait_ready(proc, base)
+        async with KnowledgeClient(config("streamable_http", base)) as client:
+            before = (await client.run(queries_for("training_data")))[0]
+            stop(proc)
+            proc = subprocess.Popen([sys.executable, "-m", "agent.knowledge.server", "--transport", "streamable-http",
+                                     "--port", port], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_ready(proc, base)
+            after = (await client.run(queries_for("training_data")))[0]
+    finally:
+        stop(proc)
+    assert before.error is None and after.error is None
+    assert after.result_ids == before.result_ids
