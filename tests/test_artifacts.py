@@ -25,7 +25,7 @@ from agent.artifacts.project_spec import render_project_spec_section
 from agent.artifacts.yaml_scalar import number, plain_or_quoted, quoted
 from agent.fsutil import UnsafePath
 from agent.state import DECISION_IDS, SECTIONS, Decision
-from conftest import SHARED
+from tests.conftest import SHARED
 
 SEED = SHARED / "seed" / "step-04-training-pipeline.md"
 PLACEHOLDER_LINE = "*Decisions will be added as the project progresses.*"
