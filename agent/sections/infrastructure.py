@@ -87,8 +87,10 @@ def _instance(key: str, gpu: tuple[int, float] | None, first) -> tuple[str, int]
         return "to be sized", 1
     platform = gpus.match_platform(PLATFORMS[key][0])
     offer = (gpus.load_prices()["platforms"].get(platform or "", {}).get("gpus") or {}).get(first.gpu_class_gb)
-    if offer:
+    if offer and offer.get("instance"):
         return f"{offer['instance']} ({offer['card']})", first.gpu_count
+    if offer:  # marketplaces and owned hardware list cards, not instance types
+        return offer["card"], first.gpu_count
     return first.gpu_card, first.gpu_count
 
 
