@@ -16,6 +16,12 @@ setup: $(BIN)/training-pipeline
 test: setup
 	$(BIN)/python -m pytest
 
+eval: setup
+	$(BIN)/training-pipeline eval evals/transcripts
+
+bench: setup
+	$(BIN)/python -m evals.bench
+
 demo: setup
 	test -f demo/sidecar.yaml || $(BIN)/training-pipeline init-demo demo --architecture fine-tuning
 

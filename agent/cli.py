@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--api-key", help="Require this X-API-Key on HTTP transports")
 
+    sub.add_parser("eval", help="Replay recorded transcripts as regression evals", add_help=False)
     sub.add_parser("estimate", help="Training memory, GPU fit, time and cost", add_help=False)
     sub.add_parser("export", help="Write TRL or Axolotl configs from a project's decisions", add_help=False)
     return parser
@@ -47,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # estimate and export own their flags.
+    # eval, estimate and export own their flags.
+    if argv and argv[0] == "eval":
+        return _eval_main()(argv[1:])
     if argv and argv[0] == "estimate":
         from agent.planning.cli import estimate_main
 
@@ -72,6 +75,20 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             return _stopped(args.project)
     return 2
+
+
+def _eval_main() -> Any:
+    """evals/cli.py:eval_main. `evals/` is a folder of the checkout, not of the installed package:
+    an editable install finds it beside `agent/`."""
+    try:
+        from evals.cli import eval_main
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parents[1]
+        if not (checkout / "evals" / "cli.py").is_file():
+            raise SystemExit("training-pipeline eval needs the source checkout (its evals/ folder).") from None
+        sys.path.insert(0, str(checkout))
+        from evals.cli import eval_main
+    return eval_main
 
 
 def init_demo_command(args: argparse.Namespace) -> int:
@@ -108,9 +125,12 @@ async def chat(args: argparse.Namespace) -> int:
         return 2
     try:
         console.print("[dim]Mode: offline (deterministic rules, no language model).[/dim]")
-        async with KnowledgeClient(KnowledgeConfig.load()) as knowledge:
+        config = KnowledgeConfig.load()
+        async with KnowledgeClient(config) as knowledge:
             app = builder.compile(checkpointer=ProjectCheckpointer(project))
-            session = ChatSession(app, Context(offline=True, knowledge_client=knowledge), str(project))
+            context = Context(offline=True, knowledge_client=knowledge)
+            recorder = _recorder(args.record, project, context, config) if args.record else None
+            session = ChatSession(app, context, str(project), recorder=recorder)
             return await session.run()
     except ProjectError as exc:
         console.print(f"[red]{exc}[/red]")
@@ -121,28 +141,54 @@ async def chat(args: argparse.Namespace) -> int:
         lock.release()
 
 
+def _recorder(path: str, project: Path, context: Any, config: Any) -> Any:
+    """The transcript recorder for `--record FILE`: appends when FILE holds an earlier session."""
+    from agent.sidecar import ProjectError
+    from agent.transcript import Recorder, TranscriptError
+
+    # Only the embedded server can be replayed from the transcript alone; any other is recorded.
+    embedded = config.transport == "stdio" and config.command == type(config)().command
+    try:
+        return Recorder.for_project(path, project, today=context.date(), knowledge_source="embedded" if embedded else "recorded")
+    except (TranscriptError, OSError) as exc:
+        raise ProjectError(f"--record: {exc}") from None
+
+
 class ChatSession:
     """Drives the graph: stream until a question, show it, read the answer, resume."""
 
-    def __init__(self, app: Any, context: Any, project_dir: str):
+    def __init__(self, app: Any, context: Any, project_dir: str, recorder: Any = None):
         self.app = app
         self.context = context
         self.project_dir = project_dir
         self.config = {"configurable": {"thread_id": THREAD_ID}, "recursion_limit": 500}
+        self.recorder = recorder  # agent.transcript.Recorder for --record
+        self._values: dict = {}
+        if recorder is not None:
+            self.config["callbacks"] = recorder.callbacks
 
     async def run(self) -> int:
         from langgraph.types import Command
 
         snapshot = await self.app.aget_state(self.config)
         pending = _interrupt(snapshot)
-        if pending is not None:
-            console.print("[green]Resuming where you stopped.[/green]")
-            payload = pending
-        else:
-            payload = await self._advance({"project_dir": self.project_dir})
-        while payload is not None:
-            answer = self._read_answer(payload)
-            payload = await self._advance(Command(resume=answer))
+        self._values = dict(snapshot.values or {})
+        self._begin_record(pending, has_checkpoint=bool(snapshot.values))
+        payload = None
+        try:
+            if pending is not None:
+                console.print("[green]Resuming where you stopped.[/green]")
+                payload = pending
+            else:
+                payload = await self._advance({"project_dir": self.project_dir})
+            while payload is not None:
+                answer = self._read_answer(payload)
+                if self.recorder is not None:
+                    self.recorder.on_answer(payload, answer)
+                payload = None  # answered: if the run is stopped now, no question is left open
+                payload = await self._advance(Command(resume=answer))
+        finally:
+            self._save_record(payload)
         snapshot = await self.app.aget_state(self.config)
         handoff = snapshot.values.get("handoff")
         if handoff:
@@ -154,10 +200,31 @@ class ChatSession:
         with console.status("Working (consulting the knowledge base)…", spinner="dots"):
             async for update in self.app.astream(value, self.config, context=self.context, stream_mode="updates"):
                 for node, change in update.items():
+                    if self.recorder is not None:
+                        self.recorder.on_update(node, change)
                     if node == "__interrupt__" or not isinstance(change, dict):
                         continue
                     self._show_messages(change.get("messages") or [])
-        return _interrupt(await self.app.aget_state(self.config))
+        snapshot = await self.app.aget_state(self.config)
+        self._values = dict(snapshot.values or {})
+        return _interrupt(snapshot)
+
+    def _begin_record(self, pending: dict | None, has_checkpoint: bool) -> None:
+        if self.recorder is None:
+            return
+        thread = self.recorder.thread_label(THREAD_ID, has_checkpoint)
+        resumed = pending is not None and self.recorder.can_resume(thread)
+        if pending is not None and not resumed:
+            console.print("[yellow]Recording starts at a question from an unrecorded session: the replay starts afresh and may differ.[/yellow]")
+        self.recorder.begin_session(thread, resumed=resumed, today=self.context.date())
+
+    def _save_record(self, pending: dict | None) -> None:
+        """Write the transcript so far: after a stop, the next `--record` to the same file appends."""
+        if self.recorder is None:
+            return
+        self.recorder.end_session(pending)
+        self.recorder.finish(self.project_dir, self._values)
+        self.recorder.save()
 
     def _show_messages(self, messages: list) -> None:
         # Question/answer echoes (an AI prompt followed by the human answer) were already on screen.
@@ -190,10 +257,14 @@ def _interrupt(snapshot: Any) -> dict | None:
 
 def render_question(payload: dict) -> None:
     """A question as Markdown, its options as a numbered list, and what Enter does."""
+    from rich.text import Text
+
     body = payload["prompt"]
     if payload.get("error"):
         console.print(f"[bold red]{payload['error']}[/bold red]")
-    console.print(Panel(Markdown(body), title=payload["title"], title_align="left", border_style="cyan"))
+    # The question id, dim under the panel: names the question for bug reports and lets tests tell where a session is.
+    subtitle = Text(payload["question_id"], style="dim") if payload.get("question_id") else None
+    console.print(Panel(Markdown(body), title=payload["title"], title_align="left", subtitle=subtitle, subtitle_align="right", border_style="cyan"))
     for i, opt in enumerate(payload.get("options") or [], 1):
         desc = f" — {opt['description']}" if opt.get("description") else ""
         console.print(f"  [bold]{i}.[/bold] {opt['label']} [dim]({opt['value']}){desc}[/dim]")
