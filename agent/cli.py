@@ -110,7 +110,7 @@ def _stopped(project: str) -> int:
 
 async def chat(args: argparse.Namespace) -> int:
     from agent.checkpoint import ProjectCheckpointer
-    from agent.context import Context
+    from agent.llm import context_from_args, mode_description
     from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
     from agent.lock import ProjectLock
     from agent.sidecar import ProjectError, load_sidecar
@@ -124,11 +124,11 @@ async def chat(args: argparse.Namespace) -> int:
         console.print(f"[red]{exc}[/red]")
         return 2
     try:
-        console.print("[dim]Mode: offline (deterministic rules, no language model).[/dim]")
         config = KnowledgeConfig.load()
         async with KnowledgeClient(config) as knowledge:
             app = builder.compile(checkpointer=ProjectCheckpointer(project))
-            context = Context(offline=True, knowledge_client=knowledge)
+            context = context_from_args(args.offline, args.model, args.base_url, knowledge)
+            console.print(f"[dim]{mode_description(context)}[/dim]")
             recorder = _recorder(args.record, project, context, config) if args.record else None
             session = ChatSession(app, context, str(project), recorder=recorder)
             return await session.run()

@@ -8,12 +8,17 @@ configuration, and can be injected directly by tests and the terminal.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 
-if TYPE_CHECKING:  # imported lazily: the knowledge client pulls in the MCP stack
-    from agent.knowledge.client import KnowledgeClient
+from pydantic.json_schema import SkipJsonSchema
+
+# Imported with the graph, not inside knowledge_client(): that runs in async nodes, and a first
+# import there reads files on the API server's event loop (the dev server rejects blocking calls).
+from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
 
 
 @dataclass
@@ -24,30 +29,52 @@ class Context:
     knowledge_url: str | None = None
     knowledge_transport: str | None = None
     today: str | None = None  # ISO date stamped on decisions; fixed by evals for stable bytes
+    # Model calls: attempts after the first on timeouts/429/5xx, the first backoff in seconds
+    # (doubled each time), and the per-call timeout. Tests set the backoff to 0.
+    llm_retries: int = 2
+    llm_backoff: float = 0.5
+    llm_timeout: float = 60.0
     # Injected services (not JSON): when unset, resolved from the settings above.
-    knowledge_client: Any = field(default=None, repr=False)
-    chat_model: Any = field(default=None, repr=False)
+    # Objects, not settings: hidden from the JSON schema Studio turns into a form.
+    knowledge_client: Annotated[Any, SkipJsonSchema()] = field(default=None, repr=False)
+    chat_model: Annotated[Any, SkipJsonSchema()] = field(default=None, repr=False)
 
     def date(self) -> str:
         return self.today or dt.date.today().isoformat()
 
 
-_shared_clients: dict[tuple, "KnowledgeClient"] = {}
+# A client's MCP session (for stdio, its child process) belongs to the event loop that opened it, and
+# the API server may run graphs on several loops (BG_JOB_ISOLATED_LOOPS): so one client per loop and
+# configuration. A client moved between loops would drop its session and start another child each time.
+_shared_clients: dict[tuple, tuple[asyncio.AbstractEventLoop | None, KnowledgeClient]] = {}
+_shared_lock = threading.Lock()  # graphs on different loops run in different threads
 
 
-def knowledge_client(ctx: Context | None) -> "KnowledgeClient":
-    """The context's knowledge client, or one shared per configuration in this process."""
+def knowledge_client(ctx: Context | None) -> KnowledgeClient:
+    """The context's knowledge client, or one shared per event loop and configuration in this process."""
     if ctx is not None and ctx.knowledge_client is not None:
         return ctx.knowledge_client
-    from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
-
     config = KnowledgeConfig.load()
     if ctx is not None and ctx.knowledge_url:
         config = config.model_copy(update={"url": ctx.knowledge_url, "transport": ctx.knowledge_transport or "streamable_http"})
-    key = (config.transport, config.url)
-    if key not in _shared_clients:
-        _shared_clients[key] = KnowledgeClient(config)
-    return _shared_clients[key]
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    key = (id(loop), config.transport, config.url)
+    with _shared_lock:
+        for k in [k for k, (lp, _) in _shared_clients.items() if lp is not None and lp.is_closed()]:
+            del _shared_clients[k]  # its session ended with its loop
+        if key not in _shared_clients:  # the entry holds its loop, so the id is not reused meanwhile
+            _shared_clients[key] = (loop, KnowledgeClient(config))
+        return _shared_clients[key][1]
+
+
+def chat_model(ctx: Context | None) -> Any:
+    """The run's chat model (a BaseChatModel), or None for the offline path; see agent.llm."""
+    from agent.llm import resolve_chat_model  # agent.llm imports this module
+
+    return resolve_chat_model(ctx)
 
 
 def get_context(runtime: Any) -> Context:

@@ -7,10 +7,11 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from agent import offline
+from agent import llm_tasks, offline
 from agent.context import Context, get_context, knowledge_client
 from agent.interview import Option, Question, parse_choice
 from agent.knowledge.catalog import queries_for
+from agent.llm import Facilitator
 from agent.nodes.common import ask_and_parse, first_open, retry, say
 from agent.state import SECTIONS, PipelineState
 
@@ -94,10 +95,22 @@ def consult_retry(state: PipelineState) -> Command[Literal["consult_knowledge", 
     return Command(goto="synthesize", update={**update, "notices": [notice]})
 
 
-def synthesize(state: PipelineState) -> Command:
+async def synthesize(state: PipelineState, runtime: Runtime[Context]) -> Command:
+    """Section 2: the model's synthesis when there is a model and something to synthesize, else the quoted items."""
     consult = [r for r in state.get("knowledge") or [] if r.get("section") == CONSULT_STAGE]
     latest: dict[str, dict[str, Any]] = {}
     for rec in consult:
         latest[rec["query_id"]] = rec
-    text, insights = offline.synthesize(list(latest.values()))
-    return Command(goto=first_open(state), update={"insights": insights, **say(text)})
+    records = list(latest.values())
+    text, insights = offline.synthesize(records)
+    usage: dict[str, Any] = {}
+    if any(r.get("items") for r in records):
+        fac = await Facilitator.open(get_context(runtime), state.get("project"))
+        if fac is not None:
+            made = await llm_tasks.synthesize(fac, records)
+            if made is not None:
+                text, insights = made
+            elif fac.notice:
+                text = f"*{fac.notice}*\n\n{text}"
+            usage = fac.state_update()
+    return Command(goto=first_open(state), update={"insights": insights, **say(text), **usage})

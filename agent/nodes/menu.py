@@ -7,9 +7,10 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from agent import offline
+from agent import llm_tasks, offline
 from agent.context import Context, get_context, knowledge_client
 from agent.interview import InvalidAnswer, Option, Question, clean_text, match_choice, parse_choice
+from agent.llm import Facilitator, usage_line
 from agent.nodes.common import ask_and_parse, retry, say
 from agent.nodes.finish import fields_by_section
 from agent.planning.plan import plan
@@ -98,6 +99,9 @@ def progress_text(state: PipelineState) -> str:
         lines += ["", "**Pitfalls to keep in mind**"] + [f"- {p.message}" for p in pitfalls]
     if state.get("artifacts"):
         lines += ["", "Artifacts: " + ", ".join(f"`{a}`" for a in state["artifacts"])]
+    used = usage_line(state.get("usage"))  # absent offline
+    if used:
+        lines += ["", used]
     return "\n".join(lines)
 
 
@@ -108,11 +112,21 @@ def progress(state: PipelineState) -> Command[Literal["menu"]]:
 
 async def answer_question(state: PipelineState, runtime: Runtime[Context]) -> Command[Literal["menu"]]:
     question = state.get("pending_question") or ""
-    if offline.is_out_of_scope(question):
+    usage: dict[str, Any] = {}
+    if offline.is_out_of_scope(question):  # Phase 3/4 topics: kept out of the step, no model asked
         text = offline.out_of_scope_answer()
         records: list[dict[str, Any]] = []
     else:
-        record = await knowledge_client(get_context(runtime)).ask(question, stage="menu")
+        ctx = get_context(runtime)
+        record = await knowledge_client(ctx).ask(question, stage="menu")
         records = [record.model_dump(mode="json")]
         text = offline.answer(question, records[0])
-    return Command(goto="menu", update={"notice": text, "pending_question": None, "knowledge": records, **say(text)})
+        fac = await Facilitator.open(ctx, state.get("project"))
+        if fac is not None:
+            made = await llm_tasks.answer_question(fac, question, records[0], state.get("decisions") or {})
+            if made is not None:
+                text = made
+            elif fac.notice:
+                text = f"*{fac.notice}*\n\n{text}"
+            usage = fac.state_update()
+    return Command(goto="menu", update={"notice": text, "pending_question": None, "knowledge": records, **say(text), **usage})
