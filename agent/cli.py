@@ -179,6 +179,9 @@ class ChatSession:
             if pending is not None:
                 console.print("[green]Resuming where you stopped.[/green]")
                 payload = pending
+            elif snapshot.next:  # stopped mid-step (killed while working): finish that step first
+                console.print("[green]Resuming the step that was interrupted.[/green]")
+                payload = await self._advance(None)
             else:
                 payload = await self._advance({"project_dir": self.project_dir})
             while payload is not None:
