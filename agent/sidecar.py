@@ -319,10 +319,11 @@ def same_yaml_value(a: Any, b: Any) -> bool:
 # --- step 4's operations ---------------------------------------------------------------
 
 
-def upsert_decision(project_dir: Path | str, entry: dict) -> dict:
+def upsert_decision(project_dir: Path | str, entry: dict, acknowledged: list[str] | None = None) -> dict:
     """Record a decision: replace the entry with the same id where it stands, else append.
 
-    Phase 2 becomes `in_progress` unless it is already complete or skipped.
+    Phase 2 becomes `in_progress` unless it is already complete or skipped. Warnings the
+    user acknowledged with it are added in the same write (one rewrite per answer).
     """
     try:
         DecisionEntry.model_validate(entry)
@@ -343,6 +344,8 @@ def upsert_decision(project_dir: Path | str, entry: dict) -> dict:
             decisions.append(new)
         if _phases(raw).get(PHASE_KEY) not in ("complete", "skipped"):
             _phases(raw)[PHASE_KEY] = "in_progress"
+        if acknowledged:
+            _acknowledge(raw, acknowledged)
 
     return update_sidecar(project_dir, apply)
 
@@ -366,15 +369,16 @@ def acknowledge_warnings(project_dir: Path | str, items: list[str]) -> dict:
     if not all(isinstance(i, str) for i in items):
         raise ValueError("warnings to acknowledge must be strings")
 
-    def apply(raw: dict) -> None:
-        acked = raw.get("warnings_acknowledged")
-        if not isinstance(acked, list):
-            acked = raw["warnings_acknowledged"] = []
-        for item in items:
-            if item not in acked:
-                acked.append(item)
+    return update_sidecar(project_dir, lambda raw: _acknowledge(raw, items))
 
-    return update_sidecar(project_dir, apply)
+
+def _acknowledge(raw: dict, items: list[str]) -> None:
+    acked = raw.get("warnings_acknowledged")
+    if not isinstance(acked, list):
+        acked = raw["warnings_acknowledged"] = []
+    for item in items:
+        if item not in acked:
+            acked.append(item)
 
 
 def tp_entries(raw: dict) -> list[dict]:

@@ -17,6 +17,7 @@ import os
 import secrets
 import sys
 import threading
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -66,9 +67,12 @@ class KnowledgeServer(FastMCP):
         super().__init__(**kwargs)
         self.api_key = api_key or None
         self.last_call = time.monotonic()
+        self.latency_s = 0.0  # added per call, to stand in for a remote server's latency in benchmarks
 
     async def call_tool(self, name: str, arguments: dict[str, Any]):  # type: ignore[override]
         self.last_call = time.monotonic()
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         return await super().call_tool(name, arguments)
 
     def sse_app(self, mount_path: str | None = None):  # type: ignore[override]
@@ -194,11 +198,13 @@ def resolve_transport(name: str) -> str:
     return name
 
 
-def serve(transport: str, host: str = "127.0.0.1", port: int = 8765, api_key: str | None = None) -> None:
+def serve(transport: str, host: str = "127.0.0.1", port: int = 8765, api_key: str | None = None,
+          latency_ms: float = 0) -> None:
     """Serve until interrupted. The API key (or env KNOWLEDGE_MCP_SERVER_API_KEY) guards HTTP transports."""
     transport = resolve_transport(transport)
     api_key = api_key or os.environ.get(API_KEY_ENV) or None
     server = build_server(api_key=api_key, host=host, port=port)
+    server.latency_s = latency_ms / 1000
     if transport != "stdio":
         default_knowledge_base()  # a long-running HTTP server: load now, fail now on bad data
         path = "/mcp" if transport == "streamable-http" else "/mcp (GET) and /mcp/messages/ (POST)"
@@ -231,13 +237,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--api-key", default=None, help=f"require this X-API-Key on HTTP (default: ${API_KEY_ENV})")
+    parser.add_argument("--latency-ms", type=float, default=0,
+                        help="delay every tool call by this much (benchmarks: stands in for a remote server)")
     args = parser.parse_args(argv)
     try:
         transport = resolve_transport(args.transport)
     except ValueError as e:
         parser.error(str(e))
     try:
-        serve(transport, host=args.host, port=args.port, api_key=args.api_key)
+        serve(transport, host=args.host, port=args.port, api_key=args.api_key, latency_ms=args.latency_ms)
     except KeyboardInterrupt:
         pass
     return 0

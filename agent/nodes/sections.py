@@ -346,9 +346,8 @@ def record(
     ).model_dump(mode="json")
     previous = (state.get("decisions") or {}).get(spec.name)
     project_dir = state["project_dir"]
-    sidecar.upsert_decision(project_dir, sidecar_entry(decision))
-    if pitfalls:
-        sidecar.acknowledge_warnings(project_dir, [f"{decision['id']}:{p['id']}" for p in pitfalls])
+    acknowledged = [f"{decision['id']}:{p['id']}" for p in pitfalls]
+    sidecar.upsert_decision(project_dir, sidecar_entry(decision), acknowledged=acknowledged)
     out: dict[str, Any] = {
         **update,
         "decisions": {spec.name: decision},
