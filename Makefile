@@ -22,6 +22,10 @@ eval: setup
 bench: setup
 	$(BIN)/python -m evals.bench
 
+# 1,000 fuzzed sessions with injected faults, and kill-anywhere runs; prints the summary table.
+reliability: setup
+	$(BIN)/python -m evals.reliability --sessions 1000
+
 demo: setup
 	test -f demo/sidecar.yaml || $(BIN)/training-pipeline init-demo demo --architecture fine-tuning
 

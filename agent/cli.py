@@ -179,7 +179,8 @@ class ChatSession:
             if pending is not None:
                 console.print("[green]Resuming where you stopped.[/green]")
                 payload = pending
-            elif snapshot.next:  # stopped mid-step (killed while working): finish that step first
+            elif snapshot.next or snapshot.tasks:  # stopped mid-step (killed while working): finish that step first
+                # (`next` alone leaves out tasks whose writes were saved before the kill: the run looks ended)
                 console.print("[green]Resuming the step that was interrupted.[/green]")
                 payload = await self._advance(None)
             else:

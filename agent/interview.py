@@ -146,7 +146,7 @@ def clean_text(raw: Any, *, max_len: int = MAX_TEXT, allow_empty: bool = False) 
 def parse_choice(raw: Any, options: list[Option]) -> str:
     """An option's value, its 1-based number, or its label (case-insensitive)."""
     text = clean_text(raw, max_len=500)
-    if text.isdigit():
+    if text.isdecimal():  # not isdigit(): int() refuses digits like '²' that isdigit() accepts
         n = int(text)
         if 1 <= n <= len(options):
             return options[n - 1].value
@@ -240,7 +240,7 @@ def convert(value: str, field: FormField) -> Any:
         if field.type == "list":
             items = [x.strip().strip('"').strip("'") for x in re.split(r"[,\s]+", v.strip("[]")) if x.strip()]
             return items
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: int(float("inf")) for `r: inf` or `r: 1e400`
         raise InvalidAnswer(f"{field.name}: '{_short(v)}' is not a valid {field.type}.") from None
     if field.choices and v not in field.choices:
         folded = {c.casefold(): c for c in field.choices}

@@ -88,7 +88,7 @@ async def play(project: Path, knowledge: Any, today: str, thread: str, max_steps
     config = {"configurable": {"thread_id": thread}, "recursion_limit": 500}
     ctx = Context(knowledge_client=knowledge, today=today)
     state = await app.aget_state(config)
-    if not state.values and not state.next:  # nothing checkpointed yet
+    if not state.values and not state.tasks:  # nothing checkpointed yet
         await app.ainvoke({"project_dir": str(project)}, config, context=ctx)
     for _ in range(max_steps):
         state = await app.aget_state(config)
@@ -96,7 +96,9 @@ async def play(project: Path, knowledge: Any, today: str, thread: str, max_steps
             payload = state.interrupts[0].value
             n = sum(1 for a in state.values.get("answers") or [] if a["question_id"] == payload["question_id"])
             await app.ainvoke(Command(resume=scripted_answer(payload, n)), config, context=ctx)
-        elif state.next:  # stopped inside a node: run it again
+        elif state.tasks:
+            # Stopped inside a step. Not `state.next`: it leaves out tasks whose writes were saved, so
+            # a kill between those writes and the next checkpoint looks like the end of the graph.
             await app.ainvoke(None, config, context=ctx)
         else:
             return state.values

@@ -205,7 +205,7 @@ def test_no_machine_paths_in_the_default_command():
 
 
 def stdio_children() -> set[int]:
-    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(os.getpid())], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(os.getpid())], capture_output=True, text=True).stdout
     return {int(line.split()[0]) for line in out.splitlines() if "agent.knowledge.server --transport stdio" in line}
 
 
