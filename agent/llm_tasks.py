@@ -24,7 +24,7 @@ from agent.state import FIELDS_MODELS, MAX_TEXT, SECTION_TITLES
 
 # The field that names the choice, where one does: the model must keep the two consistent.
 CHOICE_FIELDS = {"base_model": "model_id", "training_approach": "approach", "peft": "method"}
-BODY_CHARS = 400  # of each knowledge item shown to the model: enough to ground a claim
+BODY_CHARS = 300  # of each knowledge item shown to the model: enough to ground a claim
 
 
 # --- knowledge and citations --------------------------------------------------------------
@@ -49,10 +49,12 @@ def resolve_ids(cited: list[str], known: dict[str, dict[str, Any]]) -> list[str]
     return out
 
 
-def knowledge_block(records: list[dict[str, Any]], per_record: int = 3) -> str:
+def knowledge_block(records: list[dict[str, Any]], per_record: int = 3, limit: int = 6) -> str:
     lines: list[str] = []
     seen: set[str] = set()
     for rec in records:
+        if len(seen) >= limit:  # the best few are enough to ground a proposal; more only costs tokens
+            break
         if rec.get("error"):
             lines.append(f"- (`{rec['ref']}` could not be consulted: {rec['error']})")
         for item in [i for i in rec.get("items") or [] if i["id"] not in seen][:per_record]:
@@ -71,7 +73,8 @@ def cited_line(ids: list[str], known: dict[str, dict[str, Any]]) -> str:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, indent=1, ensure_ascii=False, default=str)
+    # Compact: models read it as well as indented JSON, at about two thirds of the characters.
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
 # --- section 2: synthesis -----------------------------------------------------------------
@@ -234,7 +237,8 @@ async def recommend(
         decided=_json(inputs.decisions),
         knowledge=knowledge_block(inputs.knowledge),
         baseline=_json({"choice_value": baseline.choice_value, "choice": baseline.choice, "fields": baseline.fields,
-                        "reasoning": baseline.reasoning, "notes": baseline.notes}),
+                        "reasoning": [r for r in baseline.reasoning if not r.startswith(KNOWLEDGE_PREFIX)],
+                        "notes": baseline.notes}),
         options="\n".join(f"- {o.value}: {o.label}, {o.description}" for o in baseline.options),
     )
 

@@ -172,6 +172,39 @@ def cold_start(repeats: int) -> float:
     return statistics.median(times)
 
 
+SEED_FILE = ROOT.parent / "shared" / "seed" / "step-04-training-pipeline.md"
+
+
+async def prompt_volume(knowledge: Any) -> tuple[int, int, int]:
+    """Characters our prompts send in a whole session with a model, against an agent that
+    sends the whole step file as its system prompt on every turn (history not even counted).
+
+    The model is the test suite's tool-calling fake (valid answers to every prompt): what is
+    measured is what we send, which does not depend on what comes back.
+    """
+    from agent.llm import prompt_chars
+    from tests.llm_fakes import ToolFakeChatModel, canned
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-llm-")) / "project"
+    init_demo(folder, "fine-tuning", today=TODAY)
+    app = builder.compile(checkpointer=ProjectCheckpointer(folder))
+    config = {"configurable": {"thread_id": "bench"}, "recursion_limit": 10_000}
+    ctx = Context(knowledge_client=knowledge, today=TODAY, offline=False, chat_model=ToolFakeChatModel(responder=canned))
+    await app.ainvoke({"project_dir": str(folder)}, config, context=ctx)
+    turns, asked = 1, False
+    while (state := await app.aget_state(config)).interrupts:
+        value = answer_for(state.interrupts[0].value, [])
+        if state.interrupts[0].value["question_id"] == "menu" and not asked:
+            asked = True
+            value = "Which LoRA rank suits a small dataset?"  # one question at the menu, as users do
+        await app.ainvoke(Command(resume=value), config, context=ctx)
+        turns += 1
+    ours = prompt_chars((await app.aget_state(config)).values.get("usage"))
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    step_file = len(SEED_FILE.read_text(encoding="utf-8")) * turns
+    return ours, step_file, turns
+
+
 def row(name: str, value: float, unit: str, target: float, ok: bool) -> dict[str, Any]:
     return {"figure": name, "value": round(value, 3), "unit": unit, "target": target, "result": "pass" if ok else "miss"}
 
@@ -195,6 +228,10 @@ async def measure(quick: bool, extra: list[Callable[[], dict[str, Any]]]) -> lis
         rows.append(row(f"knowledge stage / slowest query ({REMOTE_LATENCY_MS} ms/call server)", ratio, "x", 1.3, ratio <= 1.3))
         local_together, local_slowest = await knowledge_stage(client, repeats)
         rows.append(row("knowledge stage, embedded server (wall time)", local_together * 1000, "ms", 1000, local_together <= 1))
+
+        if SEED_FILE.exists():
+            ours, step_file, turns = await prompt_volume(warm)
+            rows.append(row(f"prompt volume vs step-file agent ({ours:,} vs {step_file:,} chars, {turns} turns)", ours / step_file, "x", 0.25, ours / step_file <= 0.25))
 
         _, puts = await timed_session(warm, 200)
         early = statistics.median(puts[5:25])

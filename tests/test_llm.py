@@ -180,7 +180,7 @@ def test_valid_recommendation_is_shown_with_reasoning_first():
     # What the model saw: the persona as system prompt, then the baseline and the user's answer.
     system, human = fake.requests[0]
     assert system.type == "system" and "facilitate" in system.content
-    assert HAPPY["training_approach.goals"] in human.content and '"choice_value": "sft"' in human.content
+    assert HAPPY["training_approach.goals"] in human.content and '"choice_value":"sft"' in human.content
     assert update["usage"]["calls"] == 1 and update["usage"]["total_tokens"] == 150
     assert update["llm_calls"][0]["purpose"] == "recommend:training_approach" and update["llm_calls"][0]["prompt_chars"] > 0
     prompt = decide_prompt(SECTION_SPECS["training_approach"], proposal, rec["pitfalls"], updated=False, notice=rec.get("notice"))
