@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -25,3 +26,21 @@ def project_copy(tmp_path):
         return dest
 
     return _copy
+
+
+@pytest.fixture(scope="module")
+def loop():
+    """One event loop per test module, so services bound to it (the knowledge client) are shared."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def knowledge(loop):
+    """The embedded knowledge server over stdio: one process for the module."""
+    from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
+
+    client = KnowledgeClient(KnowledgeConfig())
+    yield client
+    loop.run_until_complete(client.aclose())

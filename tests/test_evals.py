@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shutil
@@ -22,13 +21,6 @@ from evals.scorers import MANDATORY_QUERIES, SCORERS, SPEC_SECTIONS
 from tests.conftest import SHARED
 
 SUITE = sorted(TRANSCRIPTS.glob("*.yaml"))
-
-
-@pytest.fixture(scope="module")
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ use a chat model that fails every call (429, 503, timeout, garbage, malformed to
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import importlib.util
 import json
@@ -49,13 +48,6 @@ from graph import builder
 from langgraph.types import Command
 
 FILES = r.KILL_FILES  # the step's artifacts and the sidecar
-
-
-@pytest.fixture(scope="module")
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import jsonschema
@@ -10,7 +9,6 @@ import pytest
 import yaml
 
 from agent.interview import PAYLOAD_SCHEMA
-from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
 from agent.state import DECISION_IDS, SECTIONS
 from tests.conftest import SHARED
 from tests.driver import HAPPY, TODAY, Session, answer_from
@@ -23,20 +21,6 @@ SECTION_ORDER_ASKS = [
     "hyperparameters.budget", "hyperparameters.decision",
     "infrastructure.preference", "infrastructure.decision",
 ]
-
-
-@pytest.fixture(scope="module")
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture(scope="module")
-def knowledge(loop):
-    client = KnowledgeClient(KnowledgeConfig())  # the embedded server over stdio, one process for the module
-    yield client
-    loop.run_until_complete(client.aclose())
 
 
 def session(loop, knowledge, project) -> Session:
@@ -231,7 +215,7 @@ def test_invalid_answers_reask_with_error(loop, knowledge, project_copy, bad):
 
 def test_invalid_decision_edit_reasks(loop, knowledge, project_copy):
     s = session(loop, knowledge, project_copy("support-bot"))
-    payload = s.run_until(answer_from(HAPPY), lambda p: p["question_id"] == "peft.decision")
+    s.run_until(answer_from(HAPPY), lambda p: p["question_id"] == "peft.decision")
     again = s.resume("alpha: many")
     assert again["question_id"] == "peft.decision" and "alpha" in again["error"]
     again = s.resume("method: qlora\nquantization: none")

@@ -431,22 +431,6 @@ def test_usage_sums_per_session_and_shows_under_progress():
 # --- through the graph: answers read by the model, and no decision without yes -------------------
 
 
-@pytest.fixture(scope="module")
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture(scope="module")
-def knowledge(loop):
-    from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
-
-    client = KnowledgeClient(KnowledgeConfig())
-    yield client
-    loop.run_until_complete(client.aclose())
-
-
 def model_session(loop, knowledge, project, fake) -> Session:
     s = Session(loop, knowledge, str(project))
     s.context = ctx_with(fake, knowledge_client=knowledge)

@@ -8,7 +8,6 @@ must still end with six confirmed decisions and the phase's artifacts.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,22 +85,6 @@ class FakeOpenAI:
     def __exit__(self, *exc: Any) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture(scope="module")
-def knowledge(loop):
-    from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
-
-    client = KnowledgeClient(KnowledgeConfig())
-    yield client
-    loop.run_until_complete(client.aclose())
 
 
 @pytest.fixture

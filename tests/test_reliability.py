@@ -8,7 +8,6 @@ as a regression case (JSON) to add to tests/data/reliability_regressions.json.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -20,13 +19,6 @@ from evals import reliability as r
 
 REGRESSIONS = Path(__file__).parent / "data" / "reliability_regressions.json"
 CASES = json.loads(REGRESSIONS.read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture(scope="module")

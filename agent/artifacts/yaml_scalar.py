@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import re
 
-import yaml
 
 from agent import yamlio
 

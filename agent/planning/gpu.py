@@ -18,7 +18,6 @@ from datetime import date
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-import yaml
 
 from agent import yamlio
 from pydantic import BaseModel, Field
