@@ -54,6 +54,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from agent.fsutil import atomic_write_text, fsync_dir, safe_mkdir
+from agent.lock import STATE_DIR, ensure_state_dir
 
 try:
     import fcntl
@@ -62,7 +63,7 @@ except ImportError:  # pragma: no cover - Windows: one process per folder is ass
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_SUBDIR = ".training-pipeline/checkpoints"
+CHECKPOINT_SUBDIR = f"{STATE_DIR}/checkpoints"  # beside the lock, under the same .gitignore
 ENV_DIR = "TRAINING_PIPELINE_CHECKPOINT_DIR"
 DEFAULT_SERVER_DIR = ".langgraph_api/training-pipeline"
 
@@ -231,6 +232,8 @@ class ProjectCheckpointer(BaseCheckpointSaver[str]):
     def folder(self) -> Path:
         with self._lock:
             if self._folder is None:
+                if Path(self.subdir).parts[:1] == (STATE_DIR,):  # the project's state folder: keep it out of git
+                    ensure_state_dir(self.root)
                 self._folder = safe_mkdir(self.root, self.subdir)
             return self._folder
 

@@ -6,8 +6,10 @@ file or the new one, never half of one, and nothing lands outside the project.
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -39,6 +41,7 @@ def atomic_write_text(path: Path | str, text: str, *, root: Path | str) -> Path:
             raise UnsafePath(f"refusing to write outside the project folder: {path}") from exc
     target = safe_join(root_resolved, str(rel))
     target.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale_temps(target)
     # The temp file lives in the target's folder so the rename stays on one file system.
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -66,6 +69,20 @@ def _keep_mode(fd: int, target: Path) -> None:
         mode = 0o644
     if hasattr(os, "fchmod"):
         os.fchmod(fd, mode)
+
+
+STALE_TEMP_S = 5.0  # older than any write in progress: a temp this old was left by a killed process
+
+
+def _sweep_stale_temps(target: Path) -> None:
+    """Remove temp files of `target` that a process killed mid-write left behind."""
+    cutoff = time.time() - STALE_TEMP_S
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        try:
+            if leftover.lstat().st_mtime < cutoff:
+                leftover.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _replace(src: str, dst: Path) -> None:

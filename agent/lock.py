@@ -7,6 +7,10 @@ over automatically. Checking and taking over a lock happen under an advisory
 `flock` on a guard file, so two sessions that both find the same stale lock
 cannot both win; the kernel drops that flock when its process dies, so the
 guard itself can never go stale.
+
+The folder gets a `.gitignore` holding `*`: people keep project folders in git,
+and the lock and the checkpoint logs are this machine's session state, not project
+content.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.fsutil import safe_mkdir
+from agent.fsutil import atomic_write_text, safe_mkdir
 from agent.sidecar import ProjectError
 
 try:  # POSIX; elsewhere the O_EXCL create alone serializes sessions
@@ -33,6 +37,7 @@ except ImportError:  # pragma: no cover - Windows
 STATE_DIR = ".training-pipeline"
 LOCK_NAME = "lock"
 GUARD_NAME = "lock.guard"
+GITIGNORE = "# Session state of training-pipeline (lock, checkpoints): not project content.\n*\n"
 # Without the guard flock, an unreadable lock is only presumed abandoned after this long:
 # its creator may still be between creating the file and writing it.
 _UNREADABLE_GRACE_S = 10.0
@@ -69,7 +74,7 @@ class ProjectLock:
             raise RuntimeError("this ProjectLock is already held")
         if not self.project_dir.is_dir():
             raise ProjectError(f"Project folder not found: {self.project_dir}. Check the path.")
-        state_dir = safe_mkdir(self.project_dir, STATE_DIR)
+        state_dir = ensure_state_dir(self.project_dir)
         path = state_dir / LOCK_NAME
         info = _my_info(self.holder)
         with _guard(state_dir):
@@ -108,6 +113,20 @@ class ProjectLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def ensure_state_dir(project_dir: Path | str) -> Path:
+    """`<project>/.training-pipeline`, created if needed, with its `.gitignore`.
+
+    An existing `.gitignore` is left as it is: someone who edited it meant it.
+    """
+    state_dir = safe_mkdir(project_dir, STATE_DIR)
+    ignore = state_dir / ".gitignore"
+    if not ignore.exists():
+        # Atomic, so a kill mid-write cannot leave an empty file that would then be kept.
+        with contextlib.suppress(OSError):  # a nicety: a folder we cannot write fails on the lock itself
+            atomic_write_text(ignore.name, GITIGNORE, root=state_dir)
+    return state_dir
 
 
 def _my_info(holder: str) -> dict[str, Any]:

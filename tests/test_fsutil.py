@@ -105,3 +105,22 @@ def test_fsync_dir_tolerates_missing_folder(tmp_path):
     fsync_dir(tmp_path)
     fsync_dir(tmp_path / "missing")
     assert os.path.isdir(tmp_path)
+
+
+def test_temp_left_by_a_killed_writer_is_swept_on_the_next_write(tmp_path):
+    import os
+    import time
+
+    from agent import fsutil
+
+    stale = tmp_path / ".sidecar.yaml.abc123.tmp"
+    fresh = tmp_path / ".sidecar.yaml.def456.tmp"  # a write still in progress: left alone
+    other = tmp_path / ".spec.md.abc123.tmp"  # another file's temp: not ours to judge
+    for p in (stale, fresh, other):
+        p.write_text("half a file")
+    old = time.time() - fsutil.STALE_TEMP_S - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    fsutil.atomic_write_text("sidecar.yaml", "a: 1\n", root=tmp_path)
+    assert not stale.exists() and fresh.exists() and other.exists()
+    assert (tmp_path / "sidecar.yaml").read_text() == "a: 1\n"
