@@ -131,6 +131,8 @@ class _Thread:
     blobs: dict[tuple[str, str, Any], Typed] = field(default_factory=dict)  # (ns, channel, version)
     # (ns, checkpoint id) -> (task id, write idx) -> (task id, channel, value, task path)
     writes: dict[tuple[str, str], dict[tuple[str, int], tuple[str, str, Typed, str]]] = field(default_factory=dict)
+    # (ns, checkpoint id) -> channel_versions, decoded once (delta-channel history walks read them often)
+    versions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def apply(self, rec: dict[str, Any]) -> None:
         if rec.get("t") != self.tid:  # a record that does not belong here (a digest collision)
@@ -530,7 +532,53 @@ class ProjectCheckpointer(BaseCheckpointSaver[str]):
             number = int(str(current).split(".")[0])
         return f"{number + 1:032d}.{random.random():.16f}"
 
+    def get_delta_channel_history(self, *, config: RunnableConfig, channels: Sequence[str]) -> dict[str, Any]:
+        """Writes to `channels` along the parent chain, and the nearest stored value (seed).
+
+        Same contract as the base class, which loads every ancestor in full; here the index
+        is walked and only the requested channels' writes and seeds are decoded, so loading
+        a thread with delta channels stays cheap however long the session.
+        """
+        result: dict[str, Any] = {ch: {"writes": []} for ch in channels}
+        if not channels:
+            return {}
+        conf = config["configurable"]
+        tid, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
+        with self._lock:
+            thread = self._sync(tid)
+            by_id = thread.checkpoints.get(ns) if thread else None
+            if not by_id:
+                return result
+            cid = get_checkpoint_id(config) or max(by_id)
+            if cid not in by_id:
+                return result
+            remaining = set(channels)
+            collected: dict[str, list] = {ch: [] for ch in channels}
+            cursor = by_id[cid][2]  # the target's own writes are pending for its next step: excluded
+            while cursor is not None and remaining and cursor in by_id:
+                ck, _, parent = by_id[cursor]
+                bucket = thread.writes.get((ns, cursor), {})
+                ordered = sorted(bucket.items(), key=lambda kv: writes_sort_key(kv[1][3], kv[0][0], kv[0][1]))
+                for _, (task, channel, value, _) in reversed(ordered):
+                    if channel in remaining:
+                        collected[channel].append((task, channel, self.serde.loads_typed(value)))
+                versions = thread.versions.get((ns, cursor))
+                if versions is None:
+                    versions = thread.versions[(ns, cursor)] = self.serde.loads_typed(ck)["channel_versions"]
+                for ch in list(remaining):
+                    blob = thread.blobs.get((ns, ch, versions.get(ch)))
+                    if blob is not None and blob[0] != _EMPTY[0]:
+                        result[ch]["seed"] = self.serde.loads_typed(blob)
+                        remaining.discard(ch)
+                cursor = parent
+            for ch in channels:
+                result[ch]["writes"] = list(reversed(collected[ch]))
+            return result
+
     # -- async: the same work in a worker thread
+
+    async def aget_delta_channel_history(self, *, config: RunnableConfig, channels: Sequence[str]) -> dict[str, Any]:
+        return await asyncio.to_thread(self.get_delta_channel_history, config=config, channels=channels)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await asyncio.to_thread(self.get_tuple, config)

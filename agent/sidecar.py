@@ -289,6 +289,13 @@ def dump_yaml(data: Any) -> str:
     scalars; U+0085 written raw inside quotes), so when a value does not survive, the
     plain quoted form is tried, then the same with non-ASCII escaped, which is exact.
     """
+    if isinstance(data, dict):
+        try:
+            text = _pieced(data)
+            if same_yaml_value(yamlio.load(text), data):
+                return text
+        except yaml.YAMLError:
+            pass  # RepresenterError included: the loop below reports it
     for dumper, unicode in ((_PrettyDumper, True), (_Dumper, True), (_Dumper, False)):
         try:
             text = yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=unicode, width=2**31, default_flow_style=False)
@@ -301,6 +308,49 @@ def dump_yaml(data: Any) -> str:
         if same_yaml_value(back, data):
             return text
     raise ProjectError("The sidecar holds a value that does not survive a YAML round trip; nothing was written.")
+
+
+def _pieced(data: dict) -> str:
+    """The readable form, assembled from per-key (and per-list-item) pieces.
+
+    Emitting YAML in pure Python costs most of a sidecar write, and between two writes
+    only one decision changes: unchanged pieces come from a cache. Block-style top-level
+    keys and list items are independent, so concatenating them gives the same document
+    (and `dump_yaml` still loads it back to check).
+    """
+    parts = []
+    for key, value in data.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            parts.append(_piece({key: []}).replace(" []", "", 1))
+            parts += [_list_item(repr(item), item) for item in value]
+        else:
+            parts.append(_piece_cached(repr({key: value}), {key: value}))
+    return "".join(parts)
+
+
+def _piece(value: Any) -> str:
+    return yaml.dump(value, Dumper=_PrettyDumper, sort_keys=False, allow_unicode=True, width=2**31, default_flow_style=False)
+
+
+_PIECES: dict[str, str] = {}  # repr of a value (exact and type-aware) -> its YAML text
+
+
+def _cached(key: str, make: Callable[[], str]) -> str:
+    text = _PIECES.get(key)
+    if text is None:
+        if len(_PIECES) > 1024:
+            _PIECES.clear()
+        text = _PIECES[key] = make()
+    return text
+
+
+def _piece_cached(key: str, value: Any) -> str:
+    return _cached(key, lambda: _piece(value))
+
+
+def _list_item(key: str, item: dict) -> str:
+    # Dumped under a throwaway key for the list's indentation; that key's line is dropped.
+    return _cached("item:" + key, lambda: _piece({"_": [item]}).split("\n", 1)[1])
 
 
 def same_yaml_value(a: Any, b: Any) -> bool:
