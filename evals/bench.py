@@ -205,6 +205,19 @@ async def prompt_volume(knowledge: Any) -> tuple[int, int, int]:
     return ours, step_file, turns
 
 
+def eval_replay_seconds() -> float:
+    """Wall time of replaying the whole transcript suite, as `training-pipeline eval` does."""
+    import subprocess
+
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "eval", str(ROOT / "evals" / "transcripts")],
+                          cwd=ROOT, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"the eval suite failed; run `training-pipeline eval` to see why\n{done.stdout[-2000:]}")
+    return elapsed
+
+
 def row(name: str, value: float, unit: str, target: float, ok: bool) -> dict[str, Any]:
     return {"figure": name, "value": round(value, 3), "unit": unit, "target": target, "result": "pass" if ok else "miss"}
 
@@ -240,6 +253,9 @@ async def measure(quick: bool, extra: list[Callable[[], dict[str, Any]]]) -> lis
 
     cold = cold_start(repeats)
     rows.append(row("cold start to first question", cold, "s", 2.5, cold <= 2.5))
+    replay = eval_replay_seconds()
+    count = len(list((ROOT / "evals" / "transcripts").glob("*.yaml")))
+    rows.append(row(f"full replay of the eval suite ({count} transcripts)", replay, "s", 20, replay <= 20))
     rows += [f() for f in extra]
     return rows
 
