@@ -14,6 +14,7 @@ from typing import Any
 from agent.transcript import Transcript, TranscriptError, load_transcript, save_transcript
 from evals.checks import CHECKS, Score
 from evals.knowledge import RecordedKnowledge
+from evals.recorded_model import RecordedChatModel
 from evals.replay import LocalGraph, Run, replay, updated
 from evals.report import Result, json_report, text_report
 from evals.scorers import SCORERS
@@ -76,13 +77,14 @@ class Evaluator:
             from evals.remote import RemoteGraph
 
             return RemoteGraph(self.server)
+        model = RecordedChatModel(responses=transcript.model_responses) if transcript.mode == "model" else None
         if transcript.knowledge.source == "recorded":
-            return LocalGraph(RecordedKnowledge(transcript.knowledge.records))
+            return LocalGraph(RecordedKnowledge(transcript.knowledge.records), model)
         if self._embedded is None:
             from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
 
             self._embedded = KnowledgeClient(KnowledgeConfig())  # the embedded server, never the environment's
-        return LocalGraph(self._embedded)
+        return LocalGraph(self._embedded, model)
 
     async def run(self, path: Path) -> Result:
         result = Result(path.stem, str(path))
@@ -99,8 +101,6 @@ class Evaluator:
             run = await replay(transcript, self.driver(transcript), Path(tmp), path)
             result.scores = score(run)  # while the project folder exists
         result.turns, result.seconds = sum(len(s.turns) for s in run.actual.sessions), run.seconds
-        if transcript.mode == "model":
-            result.note = "model responses not replayed yet: replayed offline"
         if self.update:
             _apply_update(run, result.scores, result)
         return result

@@ -73,6 +73,7 @@ class Scenario:
     sessions: list[Script]
     tags: list[str] = field(default_factory=list)
     failing: dict[str, int] = field(default_factory=dict)  # query_id -> times it fails: recorded knowledge
+    model: bool = False  # facilitated by a model (the test suite's tool-calling fake); its replies are recorded
 
 
 class FlakyKnowledge:
@@ -94,6 +95,14 @@ class FlakyKnowledge:
 
     async def ask(self, text: str, stage: str = "menu", limit: int = 5) -> QueryRecord:
         return await self.inner.ask(text, stage, limit)
+
+
+def _fake_model() -> Any:
+    """Valid replies to every prompt, built from the prompt itself: a stand-in for a real model
+    at recording time only; the replay answers with what was recorded."""
+    from tests.llm_fakes import ToolFakeChatModel, canned
+
+    return ToolFakeChatModel(responder=canned)
 
 
 def fixture(name: str) -> ProjectSource:
@@ -118,10 +127,11 @@ async def record(scenario: Scenario, embedded: Any, workdir: Path) -> Transcript
     transcript = Transcript(
         name=scenario.name, description=scenario.description, tags=scenario.tags, project=scenario.project,
         knowledge=KnowledgeSource(source="recorded" if scenario.failing else "embedded"), today=TODAY,
+        mode="model" if scenario.model else "offline",
     )
     recorder = Recorder(transcript, keep_knowledge=bool(scenario.failing))
     project_dir = materialize(scenario.project, workdir)
-    graph = LocalGraph(knowledge)
+    graph = LocalGraph(knowledge, _fake_model() if scenario.model else None)
     values: dict[str, Any] = {}
     for script in scenario.sessions:
         recorder.begin_session(script.thread, resumed=script.resumed, today=TODAY)

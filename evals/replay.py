@@ -79,18 +79,20 @@ def _app() -> Any:
 class LocalGraph:
     """The graph in this process; each instance keeps its threads apart from every other's."""
 
-    def __init__(self, knowledge: Any):
+    def __init__(self, knowledge: Any, chat_model: Any = None):
         self.app = _app()
         self.knowledge = knowledge
+        self.chat_model = chat_model  # None: offline, as most transcripts are
         self.namespace = uuid.uuid4().hex
 
     def _config(self, thread: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": f"{self.namespace}/{thread}"}, "recursion_limit": 1000}
 
     async def _run(self, value: Any, thread: str, today: str, recorder: Recorder) -> dict | None:
-        context = Context(offline=True, knowledge_client=self.knowledge, today=today)
+        context = Context(offline=self.chat_model is None, chat_model=self.chat_model, knowledge_client=self.knowledge, today=today)
+        config = {**self._config(thread), "callbacks": recorder.callbacks} if self.chat_model is not None else self._config(thread)
         payload = None
-        async for update in self.app.astream(value, self._config(thread), context=context, stream_mode="updates"):
+        async for update in self.app.astream(value, config, context=context, stream_mode="updates"):
             for node, change in update.items():
                 recorder.on_update(node, change)
                 if node == INTERRUPT:
@@ -148,7 +150,7 @@ class Run:
 async def replay(transcript: Transcript, driver: GraphDriver, workdir: Path, path: Path | None = None) -> Run:
     """Feed the transcript's answers to the graph; record what it shows and does."""
     started = time.perf_counter()
-    actual = transcript.model_copy(deep=True, update={"sessions": [], "expected": Expected()})
+    actual = transcript.model_copy(deep=True, update={"sessions": [], "expected": Expected(), "model_responses": []})
     recorder = Recorder(actual, keep_knowledge=False)
     project_dir = materialize(transcript.project, workdir)
     run = Run(path, transcript, actual, project_dir, start_sidecar=load_yaml((project_dir / "sidecar.yaml").read_text()) or {})

@@ -28,6 +28,12 @@ UNSCOPED_INFRA = {"infrastructure.preference": "Our own GPU (one 24 GB RTX 4090)
 
 SCENARIOS: list[Scenario] = [
     Scenario(
+        "model-facilitated-session", "With a model: synthesis, every recommendation and a menu answer come from "
+        "the model's recorded replies; the user still confirms each decision.",
+        fixture("support-bot"), [Script(happy(), menu=["Which LoRA rank suits 40,000 examples?"])], ["model", "menu-question"],
+        model=True,
+    ),
+    Scenario(
         "fine-tuning-sft-qlora", "Fine-tuning project, plain SFT, QLoRA on one 24 GB GPU; continue to Phase 3.",
         fixture("support-bot"), [Script(happy())], ["fine-tuning", "sft", "qlora"],
     ),

@@ -268,3 +268,27 @@ def test_the_generator_reproduces_a_stored_transcript(loop, evaluator, tmp_path)
     embedded = evaluator.driver(load_transcript(TRANSCRIPTS / "rag-only-skip.yaml")).knowledge
     made = loop.run_until_complete(record(scenario, embedded, tmp_path))
     assert dump_transcript(made) == (TRANSCRIPTS / "knowledge-failure-retry.yaml").read_text(encoding="utf-8")
+
+
+def test_model_mode_replays_the_recorded_replies(tmp_path, capsys):
+    """The model transcript's outcome comes from its recorded replies: change one, and the replay
+    shows it; take them away, and the replay cannot pretend to be the same session."""
+    path = tmp_path / "t.yaml"
+    shutil.copy(TRANSCRIPTS / "model-facilitated-session.yaml", path)
+    transcript = load_transcript(path)
+    assert transcript.mode == "model" and len(transcript.model_responses) >= 8
+    assert eval_main([str(path)]) == 0
+    capsys.readouterr()
+
+    def recommend_combined(data):
+        for reply in data["model_responses"]:
+            for call in reply["tool_calls"]:
+                if call["name"] == "TrainingApproachRecommendation":
+                    call["args"].update(choice_value="combined", fields={"approach": "combined"})
+
+    _edit(path, recommend_combined)  # the user still says yes: now to SFT then DPO
+    assert eval_main([str(path)]) == 1
+    assert "combined" in capsys.readouterr().out
+
+    _edit(path, lambda data: data.update(model_responses=data["model_responses"][:2]))
+    assert eval_main([str(path)]) == 1
