@@ -149,7 +149,10 @@ def _recorder(path: str, project: Path, context: Any, config: Any) -> Any:
     # Only the embedded server can be replayed from the transcript alone; any other is recorded.
     embedded = config.transport == "stdio" and config.command == type(config)().command
     try:
-        return Recorder.for_project(path, project, today=context.date(), knowledge_source="embedded" if embedded else "recorded")
+        from agent.llm import llm_enabled
+
+        return Recorder.for_project(path, project, today=context.date(), knowledge_source="embedded" if embedded else "recorded",
+                                    mode="model" if llm_enabled(context) else "offline")
     except (TranscriptError, OSError) as exc:
         raise ProjectError(f"--record: {exc}") from None
 
