@@ -150,6 +150,7 @@ class Transcript(_Model):
     project: ProjectSource
     mode: Literal["offline", "model"] = "offline"
     model_responses: list[dict[str, Any]] = Field(default_factory=list)  # chat model outputs, in call order
+    usage: dict[str, int] = Field(default_factory=dict)  # the session's model token totals (mode: model)
     knowledge: KnowledgeSource = Field(default_factory=KnowledgeSource)
     today: str
     sessions: list[Session] = Field(default_factory=list)
@@ -213,7 +214,7 @@ def dump_transcript(t: Transcript) -> str:
     data["project"] = {k: v for k, v in data["project"].items() if v not in (None, {})}
     if not data["knowledge"]["records"]:
         data["knowledge"].pop("records")
-    for key in ("description", "tags", "model_responses"):
+    for key in ("description", "tags", "model_responses", "usage"):
         if not data[key]:
             data.pop(key)
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
@@ -466,6 +467,7 @@ class Recorder:
 
     def finish(self, project_dir: Path | str, values: dict[str, Any]) -> Transcript:
         self.transcript.expected = outcome(project_dir, values)
+        self.transcript.usage = {k: int(v) for k, v in (values.get("usage") or {}).items() if isinstance(v, (int, float))}
         return self.transcript
 
     def save(self) -> None:
@@ -487,6 +489,7 @@ class _ModelResponses(BaseCallbackHandler):
             for gen in generations:
                 message = getattr(gen, "message", None)
                 entry = {
+                    "usage": dict(getattr(message, "usage_metadata", None) or {}),  # tokens of this call
                     "content": message.content if message is not None else getattr(gen, "text", ""),
                     "tool_calls": [
                         {"name": c["name"], "args": c["args"]} for c in getattr(message, "tool_calls", None) or []

@@ -38,7 +38,8 @@ class RecordedChatModel(BaseChatModel):
         self.served += 1
         calls = [{"name": c["name"], "args": c["args"], "id": f"call_{self.served}_{i}", "type": "tool_call"}
                  for i, c in enumerate(entry.get("tool_calls") or [])]
-        return AIMessage(content=entry.get("content") or "", tool_calls=calls)
+        usage = entry.get("usage") or None  # the recorded call's tokens, so usage totals replay too
+        return AIMessage(content=entry.get("content") or "", tool_calls=calls, usage_metadata=usage)
 
     def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=self._next())])
