@@ -8,12 +8,17 @@ BIN := $(VENV)/bin
 $(BIN)/training-pipeline: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+# The tests also load exported configs into the real TRL and peft classes (CPU torch).
+$(VENV)/.trainers: $(BIN)/training-pipeline
 	$(BIN)/pip install -q -e ".[test,trainers]"
 	touch $@
 
 setup: $(BIN)/training-pipeline
 
-test: setup
+test: $(VENV)/.trainers
 	$(BIN)/python -m pytest
 
 eval: setup
@@ -29,8 +34,9 @@ reliability: setup
 demo: setup
 	test -f demo/sidecar.yaml || $(BIN)/training-pipeline init-demo demo --architecture fine-tuning
 
+# Offline unless OPENAI_API_KEY is set (see the README).
 chat: demo
-	$(BIN)/training-pipeline chat --project demo --offline
+	$(BIN)/training-pipeline chat --project demo
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache
