@@ -22,8 +22,7 @@ SECTION_EDITS = {  # one change per section for the revisit scenario
     "peft": "qlora", "hyperparameters": "num_epochs: 1", "infrastructure": "tracking_tool: Weights & Biases",
 }
 SECTIONS = list(SECTION_EDITS)
-# The unscoped fixture states no GPU; "our own GPU" without a size crashes the infrastructure
-# recommendation (KeyError 'instance', reported to the lead), so these sessions name the card.
+# The unscoped fixture states no GPU; these sessions name the card, so the infrastructure sizing has one.
 UNSCOPED_INFRA = {"infrastructure.preference": "Our own GPU (one 24 GB RTX 4090), tracked in MLflow"}
 
 SCENARIOS: list[Scenario] = [
