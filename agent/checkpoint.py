@@ -360,16 +360,21 @@ class ProjectCheckpointer(BaseCheckpointSaver[str]):
             pending_writes=[(task, channel, self.serde.loads_typed(v)) for (task, channel, v, _) in (w for _, w in ordered)],
         )
 
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+    def _locate(self, config: RunnableConfig) -> tuple[_Thread, str, str] | None:
+        """The thread, namespace and checkpoint id `config` names (the latest if none); call under the lock."""
         conf = config["configurable"]
         tid, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
+        thread = self._sync(tid)
+        by_id = thread.checkpoints.get(ns) if thread else None
+        if not by_id:
+            return None
+        cid = get_checkpoint_id(config) or max(by_id)
+        return (thread, ns, cid) if cid in by_id else None
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         with self._lock:
-            thread = self._sync(tid)
-            by_id = thread.checkpoints.get(ns) if thread else None
-            if not by_id:
-                return None
-            cid = get_checkpoint_id(config) or max(by_id)
-            return self._tuple(thread, ns, cid) if cid in by_id else None
+            found = self._locate(config)
+            return self._tuple(*found) if found else None
 
     def list(
         self,
@@ -542,16 +547,12 @@ class ProjectCheckpointer(BaseCheckpointSaver[str]):
         result: dict[str, Any] = {ch: {"writes": []} for ch in channels}
         if not channels:
             return {}
-        conf = config["configurable"]
-        tid, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
         with self._lock:
-            thread = self._sync(tid)
-            by_id = thread.checkpoints.get(ns) if thread else None
-            if not by_id:
+            found = self._locate(config)
+            if found is None:
                 return result
-            cid = get_checkpoint_id(config) or max(by_id)
-            if cid not in by_id:
-                return result
+            thread, ns, cid = found
+            by_id = thread.checkpoints[ns]
             remaining = set(channels)
             collected: dict[str, list] = {ch: [] for ch in channels}
             cursor = by_id[cid][2]  # the target's own writes are pending for its next step: excluded

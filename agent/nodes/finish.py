@@ -10,7 +10,7 @@ from agent.artifacts.writer import write_phase_artifacts, write_skip_artifacts
 from agent.nodes.common import say
 from agent.planning.plan import plan
 from agent.planning.pitfalls import check_pitfalls
-from agent.state import DECISION_IDS, SECTIONS, PipelineState
+from agent.state import DECISION_IDS, PipelineState
 
 NEXT_STEP = {
     "step": 5,
@@ -104,7 +104,3 @@ def sidecar_entry(decision: dict[str, Any]) -> dict[str, Any]:
         "knowledge_ref": decision["knowledge_refs"][0] if decision.get("knowledge_refs") else "",
         "training_pipeline": decision,
     }
-
-
-def decided_all(state: PipelineState) -> bool:
-    return all(s in (state.get("decisions") or {}) for s in SECTIONS)

@@ -81,12 +81,6 @@ def knowledge_lines(records: list[dict[str, Any]], limit: int = 3) -> tuple[list
 KNOWLEDGE_PREFIX = "Knowledge consulted: "
 
 
-def knowledge_reason(records: list[dict[str, Any]]) -> tuple[str | None, list[str]]:
-    """The reasoning line that cites the section's knowledge, and the ids cited."""
-    cited, ids = knowledge_lines(records)
-    return (KNOWLEDGE_PREFIX + "; ".join(cited) if cited else None), ids
-
-
 def rationale_from(reasoning: list[str], n: int = 2, skip: int = 0) -> str:
     """The decision record's rationale: `n` reasons from `skip` on, never the citation line."""
     reasons = [r for r in reasoning if not r.startswith(KNOWLEDGE_PREFIX)]

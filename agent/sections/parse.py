@@ -56,12 +56,6 @@ def size_limit_b(text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def explicit_size_b(text: str) -> float | None:
-    """A size named outright: "a 7B model"."""
-    m = re.search(r"\b(\d+(?:\.\d+)?)\s*b\b(?!\w)", text, re.IGNORECASE)
-    return float(m.group(1)) if m else None
-
-
 def mentions(text: str, *words: str) -> bool:
     low = text.lower()
     return any(re.search(rf"(?<![a-z]){re.escape(w.lower())}", low) for w in words)
