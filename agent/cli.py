@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.panel import Panel
 
+# Nodes whose message is also the notice at the top of the next menu: printed once, there.
+SHOWN_IN_MENU = {"progress", "answer_question", "check_skip"}
 THREAD_ID = "phase-2-training"  # one thread per project folder; the checkpoint lives in the folder
 
 console = Console(highlight=False)
@@ -209,7 +211,7 @@ class ChatSession:
                 for node, change in update.items():
                     if self.recorder is not None:
                         self.recorder.on_update(node, change)
-                    if node == "__interrupt__" or not isinstance(change, dict):
+                    if node == "__interrupt__" or node in SHOWN_IN_MENU or not isinstance(change, dict):
                         continue
                     self._show_messages(change.get("messages") or [])
         snapshot = await self.app.aget_state(self.config)
