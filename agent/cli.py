@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("eval", help="Replay recorded transcripts as regression evals", add_help=False)
     sub.add_parser("estimate", help="Training memory, GPU fit, time and cost", add_help=False)
     sub.add_parser("export", help="Write TRL or Axolotl configs from a project's decisions", add_help=False)
+    sub.add_parser("preflight", help="Train each exported stage two steps on a small model", add_help=False)
     return parser
 
 
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         from agent.planning.cli import export_main
 
         return export_main(argv[1:])
+    if argv and argv[0] == "preflight":
+        from agent.planning.cli import preflight_main
+
+        return preflight_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "init-demo":
         return init_demo_command(args)

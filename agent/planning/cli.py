@@ -12,7 +12,8 @@ import yaml
 from agent.fsutil import atomic_write_text
 from agent.model_catalog import find_model
 from agent.planning import gpu as gpus
-from agent.planning.export import ExportError, export_axolotl, export_trl
+from agent.planning.export import AXOLOTL_FOLDER, TRL_FOLDER, Export, ExportError, blocking_problems, export_axolotl, export_trl
+from agent.project import read_overview
 from agent.planning.memory import OPTIMIZERS, default_optimizer, estimate_memory
 from agent.planning.plan import replicated_gb
 
@@ -25,7 +26,6 @@ SECTION_BY_ID = {
     "tp-006": "infrastructure",
 }
 TRAINING_FOLDER = "phase-2-training"
-DEFAULT_OUT = {"trl": "trl-config.yaml", "axolotl": "axolotl-config.yaml"}
 DEFAULT_BITS = {"full": 32, "lora": 16, "qlora": 4}
 
 
@@ -100,6 +100,11 @@ def estimate_main(argv: list[str] | None = None) -> int:
 # ---------------------------------------------------------------- export
 def read_decisions(project_dir: Path) -> dict[str, dict]:
     """Section -> structured fields from the sidecar's tp-00x entries (key `training_pipeline`)."""
+    return read_plan(project_dir)[0]
+
+
+def read_plan(project_dir: Path) -> tuple[dict[str, dict], list[str]]:
+    """(decisions by section, warnings_acknowledged) from the project's sidecar."""
     sidecar = project_dir / "sidecar.yaml"
     data = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
     out: dict[str, dict] = {}
@@ -110,36 +115,147 @@ def read_decisions(project_dir: Path) -> dict[str, dict]:
         fields = entry.get("training_pipeline")
         if section and isinstance(fields, dict):
             out[section] = fields  # a later entry for the same id wins
-    return out
+    return out, [str(a) for a in data.get("warnings_acknowledged") or []]
 
 
 def _export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="training-pipeline export", description="Export the training config.")
+    p = argparse.ArgumentParser(prog="training-pipeline export", description="Export the training run: TRL or Axolotl configs "
+                                "per stage, launch.sh and, for several GPUs, an accelerate config.")
     p.add_argument("--project", required=True, help="project folder (with sidecar.yaml)")
     p.add_argument("--format", choices=("trl", "axolotl"), required=True)
-    p.add_argument("--out", help=f"output file; relative paths are under {TRAINING_FOLDER}/ (default {DEFAULT_OUT})")
+    p.add_argument("--out", help=f"output folder; relative paths are under the project (default {TRL_FOLDER} or {AXOLOTL_FOLDER})")
+    p.add_argument("--force", action="store_true", help="export even when the plan has errors")
     return p
+
+
+def write_export(project: Path, fmt: str, out: str | None = None, force: bool = False,
+                 err=None) -> tuple[int, Export | None]:
+    """Export into the project folder; (exit code, the export). Errors in the plan refuse unless `force`."""
+    err = err or sys.stderr
+    if not (project / "sidecar.yaml").is_file():
+        print(f"error: no sidecar.yaml in {project}", file=err)
+        return 2, None
+    try:
+        decisions, acknowledged = read_plan(project)
+        folder = out or (TRL_FOLDER if fmt == "trl" else AXOLOTL_FOLDER)
+        ex = export_trl(decisions, folder) if fmt == "trl" else export_axolotl(decisions, folder)
+    except (ExportError, yaml.YAMLError) as exc:
+        print(f"error: {exc}", file=err)
+        return 2, None
+    problems = blocking_problems(decisions, {"constraints": read_overview(project).get("constraints", [])}, acknowledged)
+    if problems:
+        verb = "exporting anyway (--force)" if force else "not exported; fix them (revisit at the A/P/C menu) or pass --force"
+        print(f"the plan has {len(problems)} error(s), {verb}:", file=err)
+        for p in problems:
+            print(f"  - [{p.id}] {p.message} Fix: {p.fix}", file=err)
+        if not force:
+            return 1, None
+    root = project.resolve()
+    base = Path(ex.folder)
+    for name, text in ex.files.items():
+        target = base / name if base.is_absolute() else root / base / name
+        atomic_write_text(target, text, root=root if not base.is_absolute() else base)
+        if name.endswith(".sh"):
+            target.chmod(0o755)
+    print(f"wrote {', '.join(ex.files)} in {ex.folder}")
+    for n in ex.notes:
+        print(f"note: {n}")
+    return 0, ex
 
 
 def export_main(argv: list[str] | None = None) -> int:
     args = _export_parser().parse_args(argv)
+    return write_export(Path(args.project), args.format, args.out, args.force)[0]
+
+
+# ---------------------------------------------------------------- preflight
+def _preflight_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="training-pipeline preflight",
+                                description="Run every exported TRL stage for two optimizer steps on a small model of the "
+                                "planned architecture (CPU is enough), and report what ran.")
+    p.add_argument("--project", required=True, help="project folder (with sidecar.yaml)")
+    p.add_argument("--full-size", action="store_true", help="on a GPU: the planned model size at the planned sequence "
+                   "length and micro-batch; reports peak memory and tokens/s next to the estimate")
+    p.add_argument("--force", action="store_true", help="export and run even when the plan has errors")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    return p
+
+
+def _current_manifest(project: Path, decisions: dict) -> dict | None:
+    from agent.planning.export import MANIFEST, fingerprint
+
+    try:
+        manifest = json.loads((project / TRL_FOLDER / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if manifest.get("fingerprint") == fingerprint(decisions) else None
+
+
+def preflight_main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    from agent.planning import preflight as pf
+    from agent.planning.plan import plan, resolve_model
+
+    args = _preflight_parser().parse_args(argv)
     project = Path(args.project)
+    console = Console(highlight=False, stderr=args.json)
+    try:
+        pf.require_trainers()
+    except pf.TrainersMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not (project / "sidecar.yaml").is_file():
         print(f"error: no sidecar.yaml in {project}", file=sys.stderr)
         return 2
+    decisions, _ = read_plan(project)
+    manifest = _current_manifest(project, decisions)
+    if manifest is None:  # no export yet, or one of an earlier plan: export the current decisions first
+        code, ex = write_export(project, "trl", force=args.force)
+        if ex is None:
+            return code
+        manifest = json.loads(ex.files["export-manifest.json"])
+    else:
+        console.print(f"[dim]using the exported files in {TRL_FOLDER} (they match the decisions)[/dim]")
+    base = decisions.get("base_model") or {}
+    spec = resolve_model(base.get("fields", base) if isinstance(base, dict) else None)
     try:
-        decisions = read_decisions(project)
-        if args.format == "trl":
-            text = yaml.safe_dump(export_trl(decisions), sort_keys=False, allow_unicode=True)
-        else:
-            text = export_axolotl(decisions)
-    except (ExportError, yaml.YAMLError) as exc:
+        estimate = plan(decisions).memory.total_gb
+    except (ValueError, KeyError, TypeError):
+        estimate = None
+    try:
+        with console.status("pre-flight: starting") as status:
+            report = pf.run_preflight(project, manifest, decisions, full_size=args.full_size, spec=spec,
+                                      estimate_gb=estimate, progress=lambda s: status.update(f"pre-flight: {s}"))
+    except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else Path(DEFAULT_OUT[args.format])
-    if out.is_absolute():
-        written = atomic_write_text(out, text, root=out.parent)  # an explicit path the user chose
+    pf.save_report(project, report)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
     else:
-        written = atomic_write_text(Path(TRAINING_FOLDER) / out, text, root=project)
-    print(f"wrote {written}")
-    return 0
+        _print_report(console, report)
+    return 0 if report.ok else 1
+
+
+def _print_report(console, report) -> None:
+    console.print(f"Pre-flight, {report.mode}: {report.model}")
+    for s in report.stages:
+        mark = {"ran": "[green]ran[/green]", "failed": "[red]FAILED[/red]"}.get(s.status, "[yellow]not run[/yellow]")
+        line = f"  {s.stage.upper():<6} {mark}  {s.file}"
+        if s.status == "ran" and s.stage != "merge":
+            line += f"  {s.steps} optimizer steps, loss {s.loss:.3f}" if s.loss is not None else f"  {s.steps} optimizer steps"
+            line += f", {s.seconds:g} s"
+        if s.peak_memory_gb is not None:
+            est = f" (plan's estimate {report.estimate_gb:.1f} GB)" if report.estimate_gb else ""
+            line += f"\n         peak memory {s.peak_memory_gb:.1f} GB{est}, {s.tokens_per_s:,.0f} tokens/s"
+        if s.status != "ran":
+            line += f"\n         {s.error}" + (f"\n         key: {s.key}" if s.key else "")
+        console.print(line)
+    if report.launch_check:
+        console.print(f"  {report.launch_check}")
+    if report.not_exercised:
+        console.print("not exercised here:")
+        for n in report.not_exercised:
+            console.print(f"  - {n}")
+    console.print("[green]pre-flight passed[/green]" if report.ok else "[red]pre-flight failed[/red]")
