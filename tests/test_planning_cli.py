@@ -58,11 +58,28 @@ def test_read_decisions_maps_ids_to_sections(project_copy):
 def test_export_writes_under_phase_2_training(project_copy, capsys):
     project = _with_decisions(project_copy("support-bot"))
     assert export_main(["--project", str(project), "--format", "trl"]) == 0
-    trl = yaml.safe_load((project / "phase-2-training" / "trl-config.yaml").read_text())
-    assert trl["model_name"] == "mistralai/Mistral-7B-v0.3" and trl["sft_config"]["max_length"] == 2048
-    assert export_main(["--project", str(project), "--format", "axolotl", "--out", "custom.yaml"]) == 0
-    ax = yaml.safe_load((project / "phase-2-training" / "custom.yaml").read_text())
+    sft = yaml.safe_load((project / "phase-2-training" / "trl" / "sft.yaml").read_text())
+    assert sft["model_name_or_path"] == "mistralai/Mistral-7B-v0.3" and sft["max_length"] == 2048
+    assert (project / "phase-2-training" / "trl" / "launch.sh").stat().st_mode & 0o100
+    assert export_main(["--project", str(project), "--format", "axolotl", "--out", "custom"]) == 0
+    ax = yaml.safe_load((project / "custom" / "sft.yaml").read_text())
     assert ax["adapter"] == "qlora"
+
+
+def test_export_refuses_a_plan_with_errors_unless_forced(project_copy, capsys):
+    project = _with_decisions(project_copy("support-bot"))
+    data = yaml.safe_load((project / "sidecar.yaml").read_text())
+    for entry in data["decisions"]:
+        if entry.get("id") == "tp-001" and "training_pipeline" in entry:
+            entry["training_pipeline"] = {**entry["training_pipeline"], "model_id": "falcon-7b",
+                                          "name": "tiiuae/falcon-7b", "family": "falcon"}
+    (project / "sidecar.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert export_main(["--project", str(project), "--format", "trl"]) == 1
+    err = capsys.readouterr().err
+    assert "target-module-not-in-model" in err and "q_proj" in err and "--force" in err
+    assert not (project / "phase-2-training" / "trl").exists()
+    assert export_main(["--project", str(project), "--format", "trl", "--force"]) == 0
+    assert (project / "phase-2-training" / "trl" / "sft.yaml").is_file()
 
 
 def test_export_without_decisions_fails_cleanly(project_copy, tmp_path, capsys):
