@@ -127,3 +127,28 @@ def test_full_size_without_a_gpu_says_so(project_copy, capsys):
         pytest.skip("this machine has a GPU")
     assert preflight_main(["--project", str(_project(project_copy, FULL_SFT)), "--full-size"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_outcome_reaches_the_menu_and_the_spec(project_copy):
+    from agent.artifacts.phase_spec import render_phase_spec
+    from agent.nodes.menu import menu_options, progress_text
+    from agent.planning.export import fingerprint
+    from agent.planning.preflight import Report, StageResult, save_report
+
+    project = _project(project_copy, FULL_SFT)
+    decisions = {s: {"fields": FULL_SFT[s], "choice": s, "rationale": "r"} for s in SECTIONS}
+    state = {"project_dir": str(project), "decisions": decisions, "phase_status": "complete", "project": {}}
+    assert [o.value for o in menu_options(state)] == ["A", "P", "F", "C"]  # offered before C
+    failed = Report(ok=False, fingerprint=fingerprint(decisions), mode="tiny (CPU)", model="Qwen2Config", when="now",
+                    stages=[StageResult(stage="sft", status="failed", file="phase-2-training/trl/sft.yaml",
+                                        error="ValueError: bad", key="lora_r")])
+    save_report(project, failed)
+    assert "Pre-flight FAILED at the SFT stage (phase-2-training/trl/sft.yaml, key `lora_r`)" in progress_text(state)
+    status_line = outcome(load_report(project), fingerprint(decisions))
+    spec = render_phase_spec(decisions, [], {}, preflight=status_line)
+    assert "- [ ] Pre-flight FAILED" in spec
+    assert outcome(load_report(project), "another-plan")[0] == "stale"
+    save_report(project, Report(ok=True, fingerprint=fingerprint(decisions), mode="tiny (CPU)", model="m", when="now",
+                                stages=[StageResult(stage="sft", status="ran", steps=2)]))
+    assert "- [x] Pre-flight passed (SFT: 2 optimizer steps each" in render_phase_spec(
+        decisions, [], {}, preflight=outcome(load_report(project), fingerprint(decisions)))

@@ -288,11 +288,16 @@ def _pitfalls(pitfalls: list[dict[str, Any]] | None) -> list[str]:
     return lines + [""]
 
 
-def _exit_criteria(decisions: Decisions) -> list[str]:
+def _exit_criteria(decisions: Decisions, preflight: tuple[str, str] | None = None) -> list[str]:
     lines = ["## Exit Criteria"]
     for label, needs in EXIT_CRITERIA:
         done = all(decisions.get(s) for s in needs)
         lines.append(f"- [{'x' if done else ' '}] {label}")
+    if preflight is not None:
+        # (status, line) of the last pre-flight run of these decisions: only "passed" checks the box.
+        status, line = preflight
+        box = "" if status == "not run" else f"[{'x' if status == 'passed' else ' '}] "  # optional until it is run
+        lines.append(f"- {box}{inline(line)}")
     return lines
 
 
@@ -302,6 +307,7 @@ def render_phase_spec(
     project: dict[str, Any],
     pitfalls: list[dict[str, Any]] | None = None,
     estimate_summary: str | None = None,
+    preflight: tuple[str, str] | None = None,
 ) -> str:
     lines = [
         "# Phase 2: Training Pipeline Spec",
@@ -316,6 +322,6 @@ def render_phase_spec(
         *_infrastructure(decisions, estimate_summary),
         *_decisions_made(decisions),
         *_pitfalls(pitfalls),
-        *_exit_criteria(decisions),
+        *_exit_criteria(decisions, preflight),
     ]
     return "\n".join(lines) + "\n"

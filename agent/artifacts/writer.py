@@ -43,6 +43,14 @@ def _write(root: Path, files: dict[str, str]) -> list[str]:
     return list(files)
 
 
+def _preflight(root: Path, decisions: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """The last pre-flight's outcome for these decisions (stale when they changed since)."""
+    from agent.planning.export import fingerprint
+    from agent.planning.preflight import load_report, outcome
+
+    return outcome(load_report(root), fingerprint(decisions))
+
+
 def write_phase_artifacts(
     project_dir: Path | str,
     decisions: dict[str, dict[str, Any]],
@@ -60,7 +68,7 @@ def write_phase_artifacts(
     return _write(
         root,
         {
-            SPEC: render_phase_spec(decisions, knowledge, project, pitfalls, estimate_summary),
+            SPEC: render_phase_spec(decisions, knowledge, project, pitfalls, estimate_summary, _preflight(root, decisions)),
             CONFIG_TEMPLATE: render_config_template(decisions, project),
             DECISION_LOG: update_decision_log(log, decisions, superseded),
             PROJECT_SPEC: update_project_spec(_read(root, PROJECT_SPEC) or "", decisions, project),

@@ -12,7 +12,7 @@ from agent.context import Context, get_context, knowledge_client
 from agent.interview import InvalidAnswer, Option, Question, clean_text, match_choice, parse_choice
 from agent.llm import Facilitator, usage_line
 from agent.nodes.common import ask_and_parse, retry, say
-from agent.nodes.finish import fields_by_section
+from agent.nodes.finish import fields_by_section, write_artifacts
 from agent.planning.plan import plan
 from agent.planning.pitfalls import check_pitfalls
 from agent.sections.base import table
@@ -25,10 +25,11 @@ def menu_options(state: PipelineState) -> list[Option]:
     options = []
     if state.get("phase_status") != "skipped" and state.get("decisions"):
         options.append(Option(value="A", label="Analyze decisions further", description="Revisit one decision"))
-    options += [
-        Option(value="P", label="View progress", description="Summary of the phase spec"),
-        Option(value="C", label="Continue to Phase 3", description="Inference Pipeline"),
-    ]
+    options.append(Option(value="P", label="View progress", description="Summary of the phase spec"))
+    if {"base_model", "peft", "hyperparameters"} <= set(state.get("decisions") or {}):
+        options.append(Option(value="F", label="Pre-flight check",
+                              description="Export the TRL configs and train each stage two steps on a small model (CPU)"))
+    options.append(Option(value="C", label="Continue to Phase 3", description="Inference Pipeline"))
     return options
 
 
@@ -44,7 +45,7 @@ def menu(state: PipelineState) -> Command[Literal["revisit", "progress", "verify
         choice = match_choice(text, options)
         if choice:
             return "choice", choice
-        if len(text) == 1 and text.upper() in "APC":
+        if len(text) == 1 and text.upper() in "APFC":
             raise InvalidAnswer(f"{text.upper()} is not available here: choose {', '.join(o.value for o in options)}.")
         return "question", text
 
@@ -55,8 +56,37 @@ def menu(state: PipelineState) -> Command[Literal["revisit", "progress", "verify
     update["notice"] = None
     if kind == "question":
         return Command(goto="answer_question", update={**update, "pending_question": payload})
+    if payload == "F":
+        text = run_preflight_check(state)
+        return Command(goto="menu", update={**update, "notice": text, **say(text)})
     goto = {"A": "revisit", "P": "progress", "C": "verify_sidecar"}[payload]
     return Command(goto=goto, update=update)
+
+
+def run_preflight_check(state: PipelineState) -> str:
+    """`training-pipeline preflight` in its own process (it trains models and changes folders), then the spec."""
+    import subprocess
+    import sys
+
+    project = str(state.get("project_dir") or "")
+    cmd = [sys.executable, "-c", "from agent.cli import main; raise SystemExit(main())", "preflight", "--project", project]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        output = (done.stdout + done.stderr).strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        output = f"pre-flight could not run: {exc}"
+    if state.get("phase_status") == "complete":
+        write_artifacts(state)  # the spec's exit criteria carry the outcome
+    status, line = preflight_outcome(state)
+    tail = "\n".join(output.splitlines()[-12:])
+    return f"**{line}**\n\n```\n{tail}\n```"
+
+
+def preflight_outcome(state: PipelineState) -> tuple[str, str]:
+    from agent.planning.export import fingerprint
+    from agent.planning.preflight import load_report, outcome
+
+    return outcome(load_report(state.get("project_dir") or "."), fingerprint(state.get("decisions") or {}))
 
 
 def revisit(state: PipelineState) -> Command:
@@ -97,6 +127,9 @@ def progress_text(state: PipelineState) -> str:
     pitfalls = check_pitfalls(fields, state.get("project"))
     if pitfalls:
         lines += ["", "**Pitfalls to keep in mind**"] + [f"- {p.message}" for p in pitfalls]
+    if {"base_model", "peft", "hyperparameters"} <= set(fields):
+        status, line = preflight_outcome(state)
+        lines += ["", f"**{line}**" if status in ("failed", "stale") else line]
     if state.get("artifacts"):
         lines += ["", "Artifacts: " + ", ".join(f"`{a}`" for a in state["artifacts"])]
     used = usage_line(state.get("usage"))  # absent offline
