@@ -44,13 +44,27 @@ LORA_DPO = variant(training_approach={"approach": "dpo"}, training_data={"dpo_pa
                    base_model=QWEN_05B, hyperparameters={**SMALL, "learning_rate": 5e-6})
 
 
-@pytest.mark.parametrize("decisions, stages", [
-    (COMBINED_QLORA, ["sft", "merge", "dpo"]),  # SFT then DPO, QLoRA (4-bit where bitsandbytes runs)
-    (FULL_SFT, ["sft"]),                        # full fine-tuning, SFT only
-    (LORA_DPO, ["dpo"]),                        # LoRA, DPO only, another family
-], ids=["sft-then-dpo-qlora", "full-sft", "lora-dpo"])
-def test_every_stage_trains_two_steps_from_the_exported_files(project_copy, capsys, decisions, stages):
-    project = _project(project_copy, decisions)
+# Sessions a user finishes in the chat, steered to each kind of plan by their answers.
+STEER_COMBINED = {"training_approach.goals": "About 40,000 resolved tickets as instruction pairs and 6,000 preference "
+                  "pairs where team leads ranked a chosen and a rejected reply", "peft.decision": ["lora", "yes"]}
+STEER_DPO_FULL = {"training_approach.goals": "Our assistant already follows instructions; we have 6,000 preference "
+                  "pairs where team leads ranked a chosen and a rejected reply",
+                  "training_approach.decision": ["dpo", "yes"], "base_model.decision": ["qwen2.5-0.5b", "yes"],
+                  "peft.decision": ["full", "yes"]}
+
+
+@pytest.mark.parametrize("steer, plan, stages", [
+    ({}, ("sft", "qlora"), ["sft"]),                            # the default answers: SFT with QLoRA
+    (STEER_COMBINED, ("combined", "lora"), ["sft", "merge", "dpo"]),  # SFT then DPO with LoRA
+    (STEER_DPO_FULL, ("dpo", "full"), ["dpo"]),                  # DPO alone, full fine-tuning
+], ids=["session-sft-qlora", "session-sft-then-dpo-lora", "session-dpo-full"])
+def test_sessions_export_and_every_stage_trains_two_steps(project_copy, loop, knowledge, capsys, steer, plan, stages):
+    from tests.driver import HAPPY, Session, answer_from
+
+    project = project_copy("support-bot")
+    values = Session(loop, knowledge, str(project)).run(answer_from({**HAPPY, **steer}))
+    decisions = values["decisions"]
+    assert (decisions["training_approach"]["fields"]["approach"], decisions["peft"]["fields"]["method"]) == plan
     assert preflight_main(["--project", str(project)]) == 0, capsys.readouterr()
     out = capsys.readouterr().out
     report = _report(project)
@@ -59,12 +73,19 @@ def test_every_stage_trains_two_steps_from_the_exported_files(project_copy, caps
         assert s["status"] == "ran"
         if s["stage"] != "merge":
             assert s["steps"] == 2 and s["file"] == f"phase-2-training/trl/{s['stage']}.yaml"
+            assert (project / s["file"]).is_file()  # the exported file it ran
     assert "pre-flight passed" in out
-    assert (project / "phase-2-training" / "trl" / f"{stages[-1]}.yaml").is_file()  # the export it ran
     status, line = outcome(report, report["fingerprint"])
     assert status == "passed" and "Pre-flight passed" in line
-    if decisions is COMBINED_QLORA and not report["mode"].endswith("(GPU)"):
+    if plan[1] == "qlora" and not report["mode"].endswith("(GPU)"):
         assert any("4-bit loading" in n for n in report["not_exercised"])
+
+
+def test_sidecar_plan_sft_then_dpo_qlora(project_copy, capsys):
+    project = _project(project_copy, COMBINED_QLORA)
+    assert preflight_main(["--project", str(project)]) == 0, capsys.readouterr()
+    report = _report(project)
+    assert [(s["stage"], s["status"]) for s in report["stages"]] == [("sft", "ran"), ("merge", "ran"), ("dpo", "ran")]
 
 
 def test_a_broken_key_is_named(project_copy, capsys):
