@@ -173,3 +173,39 @@ def test_outcome_reaches_the_menu_and_the_spec(project_copy):
                                 stages=[StageResult(stage="sft", status="ran", steps=2)]))
     assert "- [x] Pre-flight passed (SFT: 2 optimizer steps each" in render_phase_spec(
         decisions, [], {}, preflight=outcome(load_report(project), fingerprint(decisions)))
+
+
+def test_full_size_builds_the_planned_architecture():
+    """--full-size builds each catalogue model's real shape: its parameter count matches the catalogue."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    from agent.model_catalog import load_catalog
+    from agent.planning.preflight import CONFIG_CLASS, _full_kwargs
+
+    for spec in load_catalog():
+        if spec.params_b > 9:
+            continue  # same code path; keeps the test quick
+        cfg = getattr(transformers, CONFIG_CLASS[spec.family])(**_full_kwargs(spec, 2048))
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+        ratio = model.num_parameters() / 1e9 / spec.params_b
+        # Multimodal Gemma 3 (4B and up): the language model only, without its vision tower.
+        low = 0.88 if spec.family == "gemma3" and spec.params_b > 2 else 0.98
+        assert low < ratio < 1.02, (spec.key, ratio)
+
+
+def test_zero3_launch_is_checked_by_accelerate(project_copy):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    from agent.planning.cli import write_export
+
+    decisions = variant(infrastructure={"instance_type": "p4d.24xlarge", "gpu_count": 8, "sharding": "deepspeed-zero3"})
+    project = _project(project_copy, decisions)
+    assert write_export(project, "trl")[0] == 0
+    folder = project / "phase-2-training" / "trl"
+    cfg = ClusterConfig.from_yaml_file(yaml_file=str(folder / "accelerate.yaml"))
+    assert cfg.distributed_type.value == "DEEPSPEED" and cfg.deepspeed_config["zero_stage"] == 3
+    checked = check_launch(folder, json.loads((folder / "export-manifest.json").read_text()))
+    assert "8 processes, DeepSpeed ZeRO-3" in checked and "trl.scripts.sft" in checked

@@ -221,6 +221,18 @@ def _error_text(exc: BaseException, stderr: str) -> str:
 
 
 # ---------------------------------------------------------------- running
+def nvidia_smi_used_mib() -> int | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10)
+        vals = [int(x) for x in out.stdout.split() if x.strip().isdigit()]
+        return vals[0] if vals else None
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
 class _Recorder:
     """TrainerCallback: progress per optimizer step, step times and peak memory (the gpu-measure method)."""
 
@@ -230,6 +242,7 @@ class _Recorder:
         rec = self
         self.times: list[float] = []
         self.peak_bytes = 0
+        self.smi_mib = 0  # what nvidia-smi shows: the allocator's reserve plus the CUDA context
         self.loss: float | None = None
 
         class CB(TrainerCallback):
@@ -244,6 +257,7 @@ class _Recorder:
                     import torch
                     torch.cuda.synchronize()
                     rec.peak_bytes = max(rec.peak_bytes, torch.cuda.max_memory_reserved())
+                    rec.smi_mib = max(rec.smi_mib, nvidia_smi_used_mib() or 0)
                 rec.times.append(time.perf_counter() - rec._t)
                 progress(f"{stage.upper()} stage: optimizer step {state.global_step}/{steps}")
 
@@ -364,7 +378,8 @@ def _run_train(step: dict[str, Any], folder: Path, model_dir: Path, steps: int, 
     res.steps, res.loss = len(rec.times), rec.loss
     res.seconds = round(time.perf_counter() - t0, 1)
     if cuda and rec.peak_bytes:
-        res.peak_memory_gb = round(rec.peak_bytes / 1e9, 2)
+        # nvidia-smi's figure is what the estimate targets; torch's reserved peak when it cannot be read.
+        res.peak_memory_gb = round((rec.smi_mib * 2**20 if rec.smi_mib else rec.peak_bytes) / 1e9, 2)
         timed = rec.times[1:] or rec.times
         per_example = 2 if stage == "dpo" else 1  # chosen + rejected
         tokens = batch * accum * words * per_example
@@ -408,12 +423,11 @@ def check_launch(folder: Path, manifest: dict[str, Any]) -> str:
         args = launch_command_parser().parse_args(argv)
         args, defaults, _ = _validate_launch_command(args)
         if args.use_deepspeed:
-            import sys
-            cmd, env = prepare_deepspeed_cmd_env(args) if importlib.util.find_spec("deepspeed") else ([], {})
-            what = "DeepSpeed ZeRO-%s" % defaults.deepspeed_config.get("zero_stage")
-            if not cmd:
-                what += " (deepspeed not installed here: its command line was not built)"
-            del sys
+            what = f"DeepSpeed ZeRO-{defaults.deepspeed_config.get('zero_stage')}"
+            if importlib.util.find_spec("deepspeed"):
+                prepare_deepspeed_cmd_env(args)  # the deepspeed command line and environment it would start
+            else:
+                what += " (deepspeed is not installed here: its command line was not built)"
         else:
             env = prepare_multi_gpu_env(args)
             what = f"FSDP{env.get('FSDP_VERSION', '')} wrapping {env.get('FSDP_TRANSFORMER_CLS_TO_WRAP', '?')}"
