@@ -118,7 +118,7 @@ def test_trl_full_and_dpo_and_combined():
     s, d = _yaml(combined, "sft.yaml"), _yaml(combined, "dpo.yaml")
     assert s["learning_rate"] == 2e-4 and d["learning_rate"] == 5e-6
     assert d["model_name_or_path"] == s["output_dir"] + "-merged"  # DPO starts from the merged SFT model
-    assert d["dataset_name"] == "data/preferences"
+    assert d["dataset_name"] == "data-preferences"
     launch = combined.files["launch.sh"]
     assert launch.index("trl sft") < launch.index("merge_sft_adapter.py") < launch.index("trl dpo")
     full_combined = export_trl(variant(training_approach={"approach": "combined"},

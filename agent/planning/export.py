@@ -197,7 +197,8 @@ def data_paths(f: dict[str, dict], stage: str) -> tuple[str, str | None, str]:
     """(train file, eval file or None, source) of a stage.
 
     One recorded train/eval pair serves a single-stage plan. A combined plan's preference pairs
-    live beside them in `preferences/` unless `dpo_train_path` / `dpo_eval_path` are recorded.
+    live in a sibling folder (`data` -> `data-preferences`: never inside the SFT folder, which
+    `datasets` reads recursively) unless `dpo_train_path` / `dpo_eval_path` are recorded.
     """
     data = f.get("training_data") or {}
     train = str(data.get("train_path") or "data/train.jsonl")
@@ -206,10 +207,14 @@ def data_paths(f: dict[str, dict], stage: str) -> tuple[str, str | None, str]:
     if stage == "dpo" and len(stages_of(f)) > 1:
         if data.get("dpo_train_path"):
             return str(data["dpo_train_path"]), data.get("dpo_eval_path") or None, _src("training_data", "dpo_train_path")
-        d = posixpath.dirname(train)
-        train = posixpath.join(d, "preferences", posixpath.basename(train))
-        evalp = posixpath.join(posixpath.dirname(str(evalp)), "preferences", posixpath.basename(str(evalp))) if evalp else None
-        src += " (combined plan: preference pairs in preferences/ beside it)"
+
+        def sibling(path: str) -> str:
+            d = posixpath.dirname(path)
+            return posixpath.join(f"{d}-preferences" if d else "preferences", posixpath.basename(path))
+
+        train = sibling(train)
+        evalp = sibling(str(evalp)) if evalp else None
+        src += " (combined plan: preference pairs in the sibling -preferences folder)"
     return train, (str(evalp) if evalp else None), src
 
 
@@ -221,10 +226,11 @@ def _trl_data(f: dict[str, dict], stage: str) -> list[Entry]:
     out: list[Entry] = []
     same_dir = evalp is not None and posixpath.dirname(train) == posixpath.dirname(evalp)
     eval_split_name = _split_of(evalp) if evalp else None
-    if split > 0 and same_dir and _split_of(train) == "train" and eval_split_name:
+    folder = posixpath.dirname(train)
+    if split > 0 and same_dir and folder not in ("", ".") and _split_of(train) == "train" and eval_split_name:
         # A folder with train and eval files: `datasets` loads both as splits, so eval uses the planned file.
-        out.append(Entry("dataset_name", posixpath.dirname(train) or ".",
-                         f"{src} and eval_path: the folder holding both files"))
+        out.append(Entry("dataset_name", folder, f"{src} and eval_path: the folder holding both files "
+                         "(datasets reads every file in it named train*/eval*)"))
         out.append(Entry("dataset_train_split", "train", f"{src}: file name {posixpath.basename(train)}"))
         out.append(Entry("dataset_test_split", eval_split_name,
                          f"{_src('training_data', 'eval_path')}: file name {posixpath.basename(evalp)}"))

@@ -329,9 +329,6 @@ def _run_train(step: dict[str, Any], folder: Path, model_dir: Path, steps: int, 
     stage = step["stage"]
     rel = f"{step['folder']}/{step['config']}"
     res = StageResult(stage=stage, status="failed", file=rel)
-    if any(Path(p).is_absolute() for p in (step["train_file"], step.get("eval_file") or "")):
-        res.error = "pre-flight writes synthetic rows only at relative data paths; this plan's are absolute"
-        return res
     path = folder / step["config"]
     try:
         cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -341,13 +338,8 @@ def _run_train(step: dict[str, Any], folder: Path, model_dir: Path, steps: int, 
     if not isinstance(cfg, dict):
         res.error = "the file is not a YAML mapping"
         return res
-    # The planned data, synthetic, where the exported file reads it.
     batch = int(cfg.get("per_device_train_batch_size") or 1)
     accum = int(cfg.get("gradient_accumulation_steps") or 1)
-    n_train = batch * accum * steps + 4
-    write_rows(Path(step["train_file"]), stage, n_train, words, n_vocab, SEED)
-    if step.get("eval_file"):
-        write_rows(Path(step["eval_file"]), stage, max(2, batch), words, n_vocab, SEED + 1)
     argv, over, skipped = _overrides(cfg, step, model_dir, steps, cuda, full_size)
     res.overrides, res.not_exercised = over, skipped
     script = importlib.import_module(f"trl.scripts.{step['script']}")
@@ -385,6 +377,29 @@ def _run_train(step: dict[str, Any], folder: Path, model_dir: Path, steps: int, 
         tokens = batch * accum * words * per_example
         res.tokens_per_s = round(tokens / (sum(timed) / len(timed)), 1)
     return res
+
+
+def _write_all_data(manifest: dict[str, Any], folder: Path, steps: int, words: int, n_vocab: int,
+                    stages: list[StageResult]) -> bool:
+    """Synthetic rows for every stage where the exports read them, all before the first stage runs:
+    the layout is the project's, so a stage that would read another stage's files shows here."""
+    for step in manifest["steps"]:
+        if step["kind"] != "train":
+            continue
+        paths = [p for p in (step["train_file"], step.get("eval_file")) if p]
+        if any(Path(p).is_absolute() or ".." in Path(p).parts for p in paths):
+            stages.append(StageResult(stage=step["stage"], status="failed", file=f"{manifest['folder']}/{step['config']}",
+                                      error="pre-flight writes synthetic rows only at data paths inside the project"))
+            return False
+        try:
+            cfg = yaml.safe_load((folder / step["config"]).read_text(encoding="utf-8")) or {}
+            rows = int(cfg.get("per_device_train_batch_size") or 1) * int(cfg.get("gradient_accumulation_steps") or 1)
+        except (OSError, yaml.YAMLError, TypeError, ValueError, AttributeError):
+            rows = 8  # the stage itself reports what is wrong with its file
+        write_rows(Path(step["train_file"]), step["stage"], rows * steps + 4, words, n_vocab, SEED)
+        if step.get("eval_file"):
+            write_rows(Path(step["eval_file"]), step["stage"], 4, words, n_vocab, SEED + 1)
+    return True
 
 
 def _run_merge(step: dict[str, Any], folder: Path, progress: Callable[[str], None]) -> StageResult:
@@ -479,7 +494,7 @@ def run_preflight(project: Path, manifest: dict[str, Any], decisions: dict[str, 
         n_vocab = min(TOKENIZER_MAX_WORDS, spec.vocab_size if (full_size and spec) else TINY["vocab_size"])
         words = max_length if full_size else 24
         steps = FULL_STEPS if full_size else TINY_STEPS
-        failed = False
+        failed = not _write_all_data(manifest, folder, steps, words, n_vocab, stages)
         for step in manifest["steps"]:
             step = {**step, "folder": folder_rel}
             if failed:
