@@ -227,7 +227,7 @@ def preflight_main(argv: list[str] | None = None) -> int:
         with console.status("pre-flight: starting") as status:
             report = pf.run_preflight(project, manifest, decisions, full_size=args.full_size, spec=spec,
                                       estimate_gb=estimate, progress=lambda s: status.update(f"pre-flight: {s}"))
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:  # no GPU for --full-size, a family without a known architecture
         print(f"error: {exc}", file=sys.stderr)
         return 2
     pf.save_report(project, report)
