@@ -12,6 +12,7 @@ Run it with `python -m agent.knowledge.server --transport stdio|streamable-http|
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import secrets
@@ -198,6 +199,30 @@ def resolve_transport(name: str) -> str:
     return name
 
 
+def is_loopback(host: str) -> bool:
+    """True for names and addresses only this machine can reach (localhost, 127.x, ::1)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # any other host name may resolve to an address others can reach
+
+
+def exposure_refusal(transport: str, host: str, *, has_key: bool, insecure: bool) -> str | None:
+    """Why an HTTP server on `host` must not start, or None.
+
+    Beyond loopback, without a key, anyone on the network could use the server: refuse
+    unless the operator says so with --insecure.
+    """
+    if transport == "stdio" or has_key or insecure or is_loopback(host):
+        return None
+    return (f"Refusing to serve the knowledge base on {host} without an API key: anyone who can reach "
+            f"this machine could use it. Give --api-key KEY (or set {API_KEY_ENV}) so clients must send it "
+            "in the X-API-Key header, listen on 127.0.0.1 instead, or add --insecure to serve without a key anyway.")
+
+
 def serve(transport: str, host: str = "127.0.0.1", port: int = 8765, api_key: str | None = None,
           latency_ms: float = 0) -> None:
     """Serve until interrupted. The API key (or env KNOWLEDGE_MCP_SERVER_API_KEY) guards HTTP transports."""
@@ -237,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--api-key", default=None, help=f"require this X-API-Key on HTTP (default: ${API_KEY_ENV})")
+    parser.add_argument("--insecure", action="store_true",
+                        help="serve a host beyond loopback without an API key (anyone who reaches it may use it)")
     parser.add_argument("--latency-ms", type=float, default=0,
                         help="delay every tool call by this much (benchmarks: stands in for a remote server)")
     args = parser.parse_args(argv)
@@ -244,6 +271,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         transport = resolve_transport(args.transport)
     except ValueError as e:
         parser.error(str(e))
+    has_key = bool(args.api_key or os.environ.get(API_KEY_ENV))
+    refusal = exposure_refusal(transport, args.host, has_key=has_key, insecure=args.insecure)
+    if refusal:
+        print(refusal, file=sys.stderr, flush=True)
+        return 2
+    if transport != "stdio" and not has_key and not is_loopback(args.host):
+        print(f"knowledge server: WARNING: serving {args.host} without an API key (--insecure): "
+              "anyone who can reach this port can use it", file=sys.stderr, flush=True)
     try:
         serve(transport, host=args.host, port=args.port, api_key=args.api_key, latency_ms=args.latency_ms)
     except KeyboardInterrupt:
