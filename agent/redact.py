@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-MASK = "***"
+MASK = "REDACTED"  # plain word: stays visible in Markdown and terminal markup, unlike "***"
 
 # Query or fragment parameter names whose value is a credential (compared lower-case,
 # with '-' read as '_'). A name ending in one of _SUFFIXES counts too (x_amz_signature,
@@ -32,7 +32,7 @@ def is_credential_name(name: str) -> bool:
 
 
 def _mask_params(part: str) -> str:
-    """`a=1&token=x` -> `a=1&token=***`; the order and the other values stay as they were."""
+    """`a=1&token=x` -> `a=1&token=REDACTED`; the order and the other values stay as they were."""
     if not part:
         return part
     out = []
