@@ -78,9 +78,19 @@ def _step(order: int, text: str) -> dict[str, Any]:
     return {"order": order, "title": title.strip(), "description": description.strip()}
 
 
+def _searchable(kind: str, raw: dict[str, Any], row: dict[str, Any]) -> str:
+    """What search matches an extraction on: every step in full (the content names only the
+    first five titles), and a pattern's code once (it is in the extra text)."""
+    if kind == "methodology":
+        return f"Methodology: {row['name']} | Steps: {'; '.join(str(t) for t in raw['steps'])}"
+    if kind == "pattern":
+        return flatten(kind, {**row, "code_example": None})
+    return flatten(kind, row)
+
+
 def _extra_text(r: dict[str, Any]) -> str:
     """Fields the flattened content leaves out but search should still see."""
-    bits: list[str] = [f"{s['title']} {s['description']}" for s in r.get("steps") or [] if isinstance(s, dict)]
+    bits: list[str] = []
     for name in ("symptoms", "consequences", "trade_offs", "prerequisites", "outputs"):
         bits.extend(r.get(name) or [])
     for name in ("context", "code_example"):
@@ -225,7 +235,7 @@ def load(data_dir: Path = DATA_DIR) -> KnowledgeBase:
             docs.append({"id": row["id"], "type": "extraction", "content": content,
                          "source": _attribution(src, row["chunk_id"])})
             titles.append(content.split(" | ", 1)[0].split(": ", 1)[1])
-            texts.append(f"{content} {_extra_text(row)} {' '.join(row['topics'])}")
+            texts.append(f"{_searchable(kind, raw, row)} {_extra_text(row)} {' '.join(row['topics'])}")
     for raw in _read(data_dir / "chunks.yaml"):
         _check("chunk", raw, set(by_key))
         src = by_key[raw["source"]]
