@@ -83,19 +83,19 @@ def test_decisions_cite_the_fallback_call_that_produced_their_items(variant, pro
         loop.run_until_complete(knowledge.aclose())
         loop.close()
 
-    patterns = [r for r in values["knowledge"] if r["query_id"] == "base_model.selection_patterns"][-1]
     fallback = "search_knowledge:base model selection size license context length instruct"
-    assert patterns["items"] and patterns["fallback"] == fallback
-    assert {i["via"] for i in patterns["items"]} == {fallback}
-
+    entry = next(d for d in tp_entries(load_sidecar(project)) if d["id"] == "tp-001")
+    assert entry["knowledge_ref"] == fallback
     decision = values["decisions"]["base_model"]
     assert decision["knowledge_refs"][0] == fallback
     assert "get_patterns:model-selection" not in decision["knowledge_refs"]
+
+    patterns = [r for r in values["knowledge"] if r["query_id"] == "base_model.selection_patterns"][-1]
+    assert patterns["items"] and patterns["fallback"] == fallback
+    assert {i["via"] for i in patterns["items"]} == {fallback}
     # Every ref names a call that produced a cited item, and every cited item's call is named.
     assert decision["knowledge_refs"] == cited_refs(values["knowledge"], decision["knowledge_items"])
 
-    entry = next(d for d in tp_entries(load_sidecar(project)) if d["id"] == "tp-001")
-    assert entry["knowledge_ref"] == fallback
     log = (project / "decision-log.md").read_text(encoding="utf-8")
     tp001 = log[log.index("TP-001"):]
     reference = next(line for line in tp001.splitlines() if line.startswith("**Knowledge Reference:**"))
