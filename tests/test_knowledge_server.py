@@ -225,5 +225,6 @@ async def test_client_reads_methodology_steps_as_objects_strings_or_none():
     as_objects = normalize("get_methodologies", dict(row, steps=[{"order": 1, "title": "Build pairs", "description": "x"},
                                                                   {"order": 2, "title": "Run DPO"}]))
     as_strings = normalize("get_methodologies", dict(row, steps=["Build pairs", "Run DPO"]))
-    assert as_objects.body == as_strings.body == "Steps: Build pairs; Run DPO"
+    assert as_objects.body == "Steps: Build pairs: x; Run DPO"
+    assert as_strings.body == "Steps: Build pairs; Run DPO"
     assert normalize("get_methodologies", dict(row, steps=[])).title == "DPO alignment"

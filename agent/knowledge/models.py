@@ -99,7 +99,8 @@ class MethodologyStep(_Contract):
 
     @property
     def text(self) -> str:
-        return self.title or self.description
+        """'Title: description', or whichever of the two there is."""
+        return ": ".join(t for t in (self.title.strip(), self.description.strip()) if t)
 
 
 class MethodologyResult(_Extraction):
