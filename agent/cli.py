@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--api-key", help="Require this X-API-Key on HTTP transports")
+    serve.add_argument("--insecure", action="store_true", help="Allow a host beyond loopback without an API key")
 
     sub.add_parser("eval", help="Replay recorded transcripts as regression evals", add_help=False)
     sub.add_parser("estimate", help="Training memory, GPU fit, time and cost", add_help=False)
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         kb_args = ["--transport", args.transport, "--host", args.host, "--port", str(args.port)]
         if args.api_key:
             kb_args += ["--api-key", args.api_key]
+        if args.insecure:
+            kb_args.append("--insecure")
         return kb_main(kb_args) or 0
     if args.command == "chat":
         try:

@@ -153,8 +153,10 @@ def mode_description(ctx: Context | None) -> str:
     if ctx.chat_model is not None:
         name = getattr(ctx.chat_model, "model_name", None) or type(ctx.chat_model).__name__
         return f"Mode: language model {name} (the deterministic rules take over if it fails)."
+    from agent.redact import redact_url
+
     where = endpoint(ctx.base_url)
-    at = f" at {where}" if where else ""
+    at = f" at {redact_url(where)}" if where else ""  # a password in OPENAI_BASE_URL stays out of the terminal
     return f"Mode: language model {model_name(ctx.model)}{at} (the deterministic rules take over if it fails)."
 
 

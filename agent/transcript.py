@@ -22,6 +22,8 @@ import yaml
 from langchain_core.callbacks import BaseCallbackHandler
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agent.redact import redact_text
+
 FORMAT = 1
 # The files this phase reads or writes; the recorder keeps their starting text, the outcome their outline.
 PROJECT_FILES = ("sidecar.yaml", "project-spec.md", "decision-log.md")
@@ -266,7 +268,7 @@ class Redactor:
             s = s.replace(v, REDACTED)
         for pattern, replacement in _SECRET_PATTERNS:
             s = pattern.sub(replacement, s)
-        return s
+        return redact_text(s)  # URLs: userinfo and credential-like query values
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, str):

@@ -127,8 +127,12 @@ async def test_server_that_never_answers_times_out():
 
 
 async def test_tool_call_that_hangs_times_out(fake):
-    # Long enough for the fake server to start on a busy machine, short enough to wait for.
-    record = (await run_one(fake("hang", timeout_s=2.5)))[0]
+    # The server starts under a generous limit (a busy machine is slow to start Python), then
+    # each call gets a short one.
+    async with KnowledgeClient(fake("hang", timeout_s=60)) as client:
+        await client._open()
+        client.config.timeout_s = 2.5
+        record = (await client.run(SFT_VS_DPO))[0]
     assert_failed(record, "get_decisions timed out after 2.5s")
 
 

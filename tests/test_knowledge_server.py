@@ -161,6 +161,8 @@ async def test_bad_arguments_get_the_real_servers_error_text(tool, args):
 
 
 def test_http_apps_require_the_api_key_only_when_one_is_set():
+    # Deliberate difference from the real server (see KnowledgeServer): a configured key guards
+    # every request; without one, every request is served, as at the real server's public tier.
     from starlette.testclient import TestClient
 
     guarded = TestClient(build_server(api_key="kp_" + "a" * 32).sse_app())
@@ -171,3 +173,58 @@ def test_http_apps_require_the_api_key_only_when_one_is_set():
     assert guarded.get("/health").status_code == 200
     open_app = TestClient(build_server().sse_app())
     assert open_app.post("/mcp/messages/").status_code != 401
+
+
+# -- where the real server's behaviour is visible to a client -------------------------------------
+
+
+@pytest.mark.parametrize("tool", ["get_decisions", "get_patterns", "get_warnings", "get_methodologies"])
+async def test_empty_topic_means_all_and_null_is_not_a_string(tool):
+    async with connected() as session:
+        omitted = await envelope(session, tool, {})
+        empty = await envelope(session, tool, {"topic": ""})
+        assert empty["results"] == omitted["results"] and len(empty["results"]) >= 15
+        assert empty["metadata"]["query"] == "all"
+        null = await call(session, tool, {"topic": None})
+        assert null.isError
+        assert null.content[0].text.startswith("Input validation error: ") and "string" in null.content[0].text
+
+
+async def test_compare_sources_not_found_says_what_the_real_server_says():
+    async with connected() as session:
+        sources = (await envelope(session, "list_sources", {"limit": 1}))["results"]
+        result = await call(session, "compare_sources", {"topic": "rag", "source_ids": [sources[0]["id"], "nope"]})
+        prefix = "Error calling compare_sources. Status code: 404. Response: "
+        error = json.loads(result.content[0].text[len(prefix):])["error"]
+        assert error == {"code": "NOT_FOUND", "message": "source with id 'nope' not found",
+                         "details": {"resource": "source", "id": "nope"}, "retry_after": None}
+
+
+async def test_methodology_steps_are_objects_with_order_and_title():
+    async with connected() as session:
+        body = await envelope(session, "get_methodologies", {"topic": "fine-tuning"})
+        for m in body["results"]:
+            assert m["steps"], m["name"]
+            assert [s["order"] for s in m["steps"]] == list(range(1, len(m["steps"]) + 1))
+            assert all(set(s) == {"order", "title", "description"} and s["title"] for s in m["steps"])
+        dpo = next(m for m in body["results"] if m["name"] == "DPO alignment")
+        first = dpo["steps"][0]
+        assert first["title"] == "Start from an SFT or instruction-tuned checkpoint"
+        assert first["description"] == "DPO refines, it does not teach the task"
+        # Search content names the steps by title, the first five, as the real server does.
+        hits = await envelope(session, "search_knowledge", {"query": "DPO alignment preference pairs", "limit": 20})
+        content = next(h["content"] for h in hits["results"] if h["content"].startswith("Methodology: DPO alignment"))
+        steps = content.split(" | Steps: ", 1)[1].split("; ")
+        assert steps == [s["title"] for s in dpo["steps"][:5]]
+
+
+async def test_client_reads_methodology_steps_as_objects_strings_or_none():
+    from agent.knowledge.models import normalize
+
+    row = {"id": "m1", "name": "DPO alignment", "topics": ["fine-tuning"], "source_title": "Book", "source_id": "s"}
+    as_objects = normalize("get_methodologies", dict(row, steps=[{"order": 1, "title": "Build pairs", "description": "x"},
+                                                                  {"order": 2, "title": "Run DPO"}]))
+    as_strings = normalize("get_methodologies", dict(row, steps=["Build pairs", "Run DPO"]))
+    assert as_objects.body == "Steps: Build pairs: x; Run DPO"
+    assert as_strings.body == "Steps: Build pairs; Run DPO"
+    assert normalize("get_methodologies", dict(row, steps=[])).title == "DPO alignment"

@@ -91,7 +91,9 @@ async def exercise(cfg: KnowledgeConfig) -> None:
         assert r.error is None, r.error
         assert r.items and r.result_ids == [i.id for i in r.items] and len(r.items) <= 5
         assert all(i.source_title and i.source_authors for i in r.items)
-    assert records[1].fallback == "get_decisions:fine-tuning, get_decisions:training"
+    # The seed's topic is no tag: the mapped tags answered, and the record names those whose items it kept.
+    assert records[1].fallback == "get_decisions:fine-tuning"
+    assert {i.via for i in records[1].items} == {"get_decisions:fine-tuning"}
     assert any("QLoRA" in i.title for i in answer.items)
 
 
@@ -182,3 +184,72 @@ async def test_http_server_restart_mid_session_reconnects():
         stop(proc)
     assert before.error is None and after.error is None
     assert after.result_ids == before.result_ids
+
+
+@pytest.mark.parametrize("name", ["streamable_http", "sse"])
+async def test_real_server_behaviour_over_http(servers, name):
+    """Over each real transport, a client sees what the real server answers."""
+    import json
+
+    async with KnowledgeClient(config(name, servers[name])) as client:  # no key: served, as at the public tier
+        omitted = await client._call("get_methodologies", {})
+        empty = await client._call("get_methodologies", {"topic": ""})
+        null = await client._call("get_decisions", {"topic": None})
+        sources = json.loads((await client._call("list_sources", {"limit": 1})).content[0].text)["results"]
+        missing = await client._call("compare_sources", {"topic": "rag", "source_ids": [sources[0]["id"], "nope"]})
+    body = json.loads(empty.content[0].text)
+    assert body["metadata"]["query"] == "all" and body["results"] == json.loads(omitted.content[0].text)["results"]
+    assert all(isinstance(s, dict) and {"order", "title"} <= set(s) for m in body["results"] for s in m["steps"])
+    assert null.isError and null.content[0].text.startswith("Input validation error: ")
+    assert missing.isError and "Status code: 404" in missing.content[0].text
+    error = json.loads(missing.content[0].text.split("Response: ", 1)[1])["error"]
+    assert error["message"] == "source with id 'nope' not found" and error["details"] == {"resource": "source", "id": "nope"}
+
+
+# -- kb serve beyond loopback -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "example.org"])
+def test_kb_serve_beyond_loopback_without_a_key_is_refused(host, capsys, monkeypatch):
+    from agent.cli import main
+
+    monkeypatch.delenv("KNOWLEDGE_MCP_SERVER_API_KEY", raising=False)
+    assert main(["kb", "serve", "--transport", "streamable-http", "--host", host, "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert f"Refusing to serve the knowledge base on {host} without an API key" in err
+    assert "--api-key" in err and "--insecure" in err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_loopback_hosts_need_no_key(host):
+    from agent.knowledge.server import exposure_refusal
+
+    assert exposure_refusal("sse", host, has_key=False, insecure=False) is None
+    assert exposure_refusal("stdio", "0.0.0.0", has_key=False, insecure=False) is None
+
+
+@pytest.mark.parametrize("extra,env_key,expect_warning", [
+    (["--insecure"], None, True),
+    (["--api-key", KEY], None, False),
+    ([], KEY, False),
+])
+def test_kb_serve_beyond_loopback_with_a_key_or_insecure_serves(extra, env_key, expect_warning):
+    script = Path(sys.executable).parent / "training-pipeline"
+    if not script.exists():
+        pytest.skip("the training-pipeline console script is not installed")
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("KNOWLEDGE_MCP_SERVER_API_KEY", None)
+    if env_key:
+        env["KNOWLEDGE_MCP_SERVER_API_KEY"] = env_key
+    proc = subprocess.Popen([str(script), "kb", "serve", "--transport", "streamable-http", "--host", "0.0.0.0",
+                             "--port", str(port), *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, base, deadline_s=60)
+        guarded = httpx.post(f"{base}/mcp", json={}, timeout=10).status_code == 401
+        assert guarded == (not expect_warning)
+    finally:
+        stop(proc)
+    err = proc.stderr.read().decode()
+    assert ("WARNING" in err and "without an API key" in err) == expect_warning

@@ -23,6 +23,7 @@ from agent.artifacts.common import (
     uses_sft,
 )
 from agent.artifacts.markdown import cell, code, inline
+from agent.redact import redact_text
 from agent.state import DECISION_IDS, SECTION_TITLES, SECTIONS
 
 TOP_ITEMS = 3  # items named per knowledge query; the rest are in the state's record
@@ -64,23 +65,26 @@ def _query_ref(record: dict[str, Any]) -> str:
 
 
 def _item(item: dict[str, Any]) -> str:
-    title = inline(item.get("title") or f"untitled {item.get('type', 'item')}")
+    title = inline(item.get("title") or "")
     source = f" ({inline(item['source_title'])})" if item.get("source_title") else ""
     return f"{code(item.get('id', '?'))} {title}{source}"
 
 
-def _knowledge_line(record: dict[str, Any]) -> str:
+def _knowledge_line(record: dict[str, Any], attempts: int = 1) -> str:
     parts = [code(_query_ref(record))]
     if record.get("section") in SECTION_TITLES:
         parts[0] += f" (for {SECTION_TITLES[record['section']]})"
+    if attempts > 1:
+        parts[0] += f" ({attempts} attempts)"
     if record.get("error"):
-        parts.append(f"**could not be consulted:** {inline(record['error'])}")
+        parts.append(f"**could not be consulted:** {inline(redact_text(record['error']))}")
     fallback = record.get("fallback")
     if fallback:
         # The seed's own call came back empty; say which query answered instead.
         used = code(fallback) if isinstance(fallback, str) else "another query"
         parts.append(f"**answered via fallback:** {used}")
-    items = record.get("items") or []
+    # Items without text (saved before such items were skipped) are not cited.
+    items = [i for i in record.get("items") or [] if (i.get("title") or "").strip()]
     if items:
         parts.append("top items: " + "; ".join(_item(i) for i in items[:TOP_ITEMS]))
     elif not record.get("error"):
@@ -88,14 +92,26 @@ def _knowledge_line(record: dict[str, Any]) -> str:
     return "- " + " - ".join(parts)
 
 
+def _latest_per_query(knowledge: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+    """Each query once, where it first ran: its latest record and how many times it ran."""
+    latest: dict[str, dict[str, Any]] = {}
+    runs: dict[str, int] = {}
+    for i, rec in enumerate(knowledge):
+        key = str(rec.get("query_id") or f"#{i}")
+        latest[key] = rec
+        runs[key] = runs.get(key, 0) + 1
+    return [(rec, runs[key]) for key, rec in latest.items()]
+
+
 def _knowledge(knowledge: list[dict[str, Any]]) -> list[str]:
     lines = ["## Knowledge Consulted"]
     if not knowledge:
         return lines + ["*No knowledge queries were made.*", ""]
-    lines += [_knowledge_line(r) for r in knowledge]
-    failed = sum(1 for r in knowledge if r.get("error"))
+    queries = _latest_per_query(knowledge)
+    lines += [_knowledge_line(r, n) for r, n in queries]
+    failed = sum(1 for r, _ in queries if r.get("error"))
     if failed:
-        lines += ["", f"*{failed} of {len(knowledge)} queries could not be consulted.*"]
+        lines += ["", f"*{failed} of {len(queries)} queries could not be consulted.*"]
     return lines + [""]
 
 

@@ -24,8 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent.knowledge.catalog import FILTER_LIMIT, SEARCH_LIMIT, CatalogQuery
 from agent.knowledge.connection import KnowledgeError, Session, StatusLog, explain_open_failure, is_disconnect
-from agent.knowledge.models import IDLE_EXIT_ENV, KnowledgeItem, QueryRecord, normalize
+from agent.knowledge.models import IDLE_EXIT_ENV, MAX_ITEMS, EmptyItem, KnowledgeItem, QueryRecord, normalize
 from agent.knowledge.ranking import select
+from agent.redact import redact_text, redact_url
 
 TOP_N = 5
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the `agent` package
@@ -85,12 +86,12 @@ class KnowledgeConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            raise ValueError(f"invalid knowledge settings: {e}") from e
+            raise ValueError(redact_text(f"invalid knowledge settings: {e}")) from None
 
     @property
     def target(self) -> str:
-        """Where the server is, for messages."""
-        return " ".join(self.command) if self.transport == "stdio" else (self.url or "(no URL)")
+        """Where the server is, for messages: never with the URL's credentials."""
+        return redact_text(" ".join(self.command)) if self.transport == "stdio" else (redact_url(self.url) or "(no URL)")
 
 
 class KnowledgeClient:
@@ -153,46 +154,49 @@ class KnowledgeClient:
         start = time.perf_counter()
         base = {"query_id": q.id, "section": q.stage, "endpoint": q.endpoint, "arguments": q.arguments, "ref": q.ref}
         try:
-            items, fallback = await (self._filter(q) if q.is_filter else self._search(q))
+            items = await (self._filter(q) if q.is_filter else self._search(q))
             items = await self._with_authors(select(items, q.rank_text, self.top_n))
         except Exception as e:  # noqa: BLE001 - a query never raises
             return QueryRecord(**base, error=_message(e), latency_ms=_ms(start))
-        return QueryRecord(**base, items=items, result_ids=[i.id for i in items], fallback=fallback,
-                           latency_ms=_ms(start))
+        # Name the calls whose items were kept, when they are not the seed's own call.
+        others = [v for v in dict.fromkeys(i.via for i in items) if v and v != q.ref]
+        return QueryRecord(**base, items=items, result_ids=[i.id for i in items],
+                           fallback=", ".join(others) or None, latency_ms=_ms(start))
 
-    async def _search(self, q: CatalogQuery) -> tuple[list[KnowledgeItem], str | None]:
+    async def _search(self, q: CatalogQuery) -> list[KnowledgeItem]:
         items = await self._items("search_knowledge", q.arguments)
         if items or not q.fallback_query:
-            return items, None
-        items = await self._items("search_knowledge", {"query": q.fallback_query, "limit": SEARCH_LIMIT})
-        return items, f"search_knowledge:{q.fallback_query}"
+            return items
+        return await self._items("search_knowledge", {"query": q.fallback_query, "limit": SEARCH_LIMIT})
 
-    async def _filter(self, q: CatalogQuery) -> tuple[list[KnowledgeItem], str | None]:
+    async def _filter(self, q: CatalogQuery) -> list[KnowledgeItem]:
         """The seed's topic as is; if the server has no such tag, the mapped vocabulary tags;
-        if those are empty too, a search. Seed topic and mapped tags are asked together."""
+        if those are empty too, a search. Seed topic and mapped tags are asked together.
+        Each item keeps the call that returned it (`via`)."""
         mapped = [t for t in q.vocab_topics if t != q.topic]
         calls = [q.arguments] + [{"topic": t, "limit": FILTER_LIMIT} for t in mapped]
         results = await asyncio.gather(*(self._items(q.endpoint, a) for a in calls))
         if results[0]:
-            return results[0], None
+            return results[0]
         merged = [item for items in results[1:] for item in items]
-        if merged:
-            return merged, ", ".join(f"{q.endpoint}:{t}" for t in mapped)
-        if not q.fallback_query:
-            return [], None
-        items = await self._items("search_knowledge", {"query": q.fallback_query, "limit": SEARCH_LIMIT})
-        return items, f"search_knowledge:{q.fallback_query}"
+        if merged or not q.fallback_query:
+            return merged
+        return await self._items("search_knowledge", {"query": q.fallback_query, "limit": SEARCH_LIMIT})
 
     async def _items(self, tool: str, arguments: dict[str, Any]) -> list[KnowledgeItem]:
-        results = _results(tool, await self._call(tool, arguments))
-        items = []
+        """The call's results as capped items (at most MAX_ITEMS), each naming the call in `via`."""
+        results = _results(tool, await self._call(tool, arguments))[:MAX_ITEMS]
+        via = f"{tool}:{arguments.get('topic') or arguments.get('query') or ''}"
+        items, empty = [], 0
         for raw in results:
             try:
-                items.append(normalize(tool, raw))
+                items.append(normalize(tool, raw, via=via))
+            except EmptyItem:
+                empty += 1  # nothing to cite: not an error either
             except (ValidationError, ValueError, TypeError):
                 continue  # one malformed row should not cost the others
-        if results and not items:
-            raise KnowledgeError(f"{tool} returned {len(results)} results, none in the expected shape")
+        if len(results) > empty and not items:
+            raise KnowledgeError(f"{tool} returned {len(results) - empty} results, none in the expected shape")
         return items
 
     async def _with_authors(self, items: list[KnowledgeItem]) -> list[KnowledgeItem]:
@@ -226,8 +230,8 @@ class KnowledgeClient:
                     continue
                 if is_disconnect(e):
                     raise KnowledgeError(f"lost the knowledge server ({self.config.transport}: "
-                                         f"{self.config.target}) and reconnecting did not help: {e}") from e
-                raise KnowledgeError(f"{tool} failed: {type(e).__name__}: {e}") from e
+                                         f"{self.config.target}) and reconnecting did not help: {redact_text(str(e))}") from e
+                raise KnowledgeError(f"{tool} failed: {type(e).__name__}: {redact_text(str(e))}") from e
         raise AssertionError("unreachable")
 
     async def _open(self) -> Session:
@@ -313,7 +317,8 @@ def _results(tool: str, result: CallToolResult) -> list[dict[str, Any]]:
 
 
 def _message(e: BaseException) -> str:
-    return str(e) if isinstance(e, KnowledgeError) else f"unexpected {type(e).__name__}: {e}"
+    # Exception texts may quote the URL they failed on: redact before the record keeps it.
+    return redact_text(str(e) if isinstance(e, KnowledgeError) else f"unexpected {type(e).__name__}: {e}")
 
 
 def _ms(start: float) -> float:

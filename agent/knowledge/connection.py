@@ -17,6 +17,8 @@ from langchain_mcp_adapters.client import MultiServerMCPClient
 from mcp.shared.exceptions import McpError
 from mcp.types import CallToolResult
 
+from agent.redact import redact_text
+
 SERVER = "knowledge"
 
 
@@ -128,7 +130,13 @@ _OTHER = {"streamable_http": "sse", "sse": "streamable_http"}
 
 def explain_open_failure(exc: BaseException, *, transport: str, target: str, statuses: list[int],
                          api_key_set: bool, timeout: float) -> str:
-    """Say why the session did not open, and what to change."""
+    """Say why the session did not open, and what to change (URLs in it without credentials)."""
+    return redact_text(_explain(exc, transport=transport, target=target, statuses=statuses,
+                                api_key_set=api_key_set, timeout=timeout))
+
+
+def _explain(exc: BaseException, *, transport: str, target: str, statuses: list[int],
+             api_key_set: bool, timeout: float) -> str:
     errors = leaves(exc)
     codes = statuses + [e.response.status_code for e in errors if isinstance(e, httpx.HTTPStatusError)]
     if 401 in codes or 403 in codes:

@@ -90,9 +90,24 @@ class WarningResult(_Extraction):
     prevention: str | None = None
 
 
+class MethodologyStep(_Contract):
+    """A stored step: the real data keeps steps as objects, not strings."""
+
+    order: int | None = None
+    title: str = ""
+    description: str = ""
+
+    @property
+    def text(self) -> str:
+        """'Title: description', or whichever of the two there is."""
+        return ": ".join(t for t in (self.title.strip(), self.description.strip()) if t)
+
+
 class MethodologyResult(_Extraction):
     name: str
-    steps: list[str]  # often [] on the real server: still a usable item
+    # Strings (the contract's declared shape) or step objects (the stored shape); often [] on
+    # the real server: still a usable item.
+    steps: list[str | MethodologyStep]
     prerequisites: list[str] | None = None
     outputs: list[str] | None = None
 
@@ -177,12 +192,50 @@ class KnowledgeItem(BaseModel):
     source_authors: list[str] = Field(default_factory=list)
     score: float | None = None
     topics: list[str] = Field(default_factory=list)
+    via: str | None = None  # the call that returned it, "endpoint:topic-or-query"
 
     @property
     def citation(self) -> str:
         """'Title (Author, Author)' or just the title; '(unknown source)' if the server gave none."""
         title = self.source_title or "(unknown source)"
         return f"{title} ({', '.join(self.source_authors)})" if self.source_authors else title
+
+
+# What one item may keep: a server's row can be any size, and what we keep is stored in every
+# checkpoint and shown in the spec. Longer text is cut, and ends with CUT_MARK.
+MAX_TITLE = 200
+MAX_BODY = 2000
+MAX_SOURCE = 200
+MAX_NAMES = 10  # authors, topics
+MAX_NAME = 100
+MAX_ID = 128  # ids are UUIDs or ObjectIds; a longer one is not an id we can cite
+MAX_ITEMS = 200  # items read from one call (our own calls ask for at most this many)
+CUT_MARK = " [...cut]"
+
+
+class EmptyItem(ValueError):
+    """A result with no text (the real server returns such chunks after re-embedding): skipped, not cited."""
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` if it fits in `limit` characters, else its start ending in CUT_MARK (`limit` in all)."""
+    if len(text) <= limit:
+        return text
+    return text[: max(limit - len(CUT_MARK), 0)].rstrip() + CUT_MARK
+
+
+def _capped(item: KnowledgeItem) -> KnowledgeItem:
+    if not (item.title.strip() or item.body.strip()):
+        raise EmptyItem(item.id)
+    if len(item.id) > MAX_ID:
+        raise ValueError(f"id longer than {MAX_ID} characters")
+    return item.model_copy(update={
+        "title": cut(item.title.strip() or cut(item.body.strip(), MAX_TITLE), MAX_TITLE),
+        "body": cut(item.body, MAX_BODY),
+        "source_title": cut(item.source_title, MAX_SOURCE),
+        "source_authors": [cut(a, MAX_NAME) for a in item.source_authors[:MAX_NAMES]],
+        "topics": [cut(t, MAX_NAME) for t in item.topics[:MAX_NAMES]],
+    })
 
 
 # Flattened extraction content starts with one of these labels (see the contract).
@@ -216,12 +269,18 @@ def _from_search(raw: dict[str, Any]) -> KnowledgeItem:
                          source_authors=list(hit.source.authors), score=hit.score, topics=[])
 
 
-def normalize(tool_name: str, raw: dict[str, Any]) -> KnowledgeItem:
-    """One result of `tool_name` (search_knowledge or a get_* tool) as a KnowledgeItem.
+def normalize(tool_name: str, raw: dict[str, Any], via: str | None = None) -> KnowledgeItem:
+    """One result of `tool_name` (search_knowledge or a get_* tool) as a KnowledgeItem, its text
+    capped (see MAX_TITLE ...) and `via` naming the call that returned it.
 
-    Raises pydantic.ValidationError if the result lacks a field the contract requires,
-    ValueError for tools whose results are not knowledge items.
+    Raises EmptyItem for a result without text, pydantic.ValidationError if the result lacks a
+    field the contract requires, ValueError for tools whose results are not knowledge items.
     """
+    item = _capped(_normalize(tool_name, raw))
+    return item.model_copy(update={"via": via}) if via else item
+
+
+def _normalize(tool_name: str, raw: dict[str, Any]) -> KnowledgeItem:
     if tool_name == "search_knowledge":
         return _from_search(raw)
     kind = FILTER_TOOLS.get(tool_name)
@@ -244,7 +303,8 @@ def normalize(tool_name: str, raw: dict[str, Any]) -> KnowledgeItem:
     elif kind == "methodology":
         res = m = MethodologyResult.model_validate(raw)
         title = m.name
-        body = _join(_lines("Steps", m.steps), _lines("Prerequisites", m.prerequisites),
+        steps = [s if isinstance(s, str) else s.text for s in m.steps]
+        body = _join(_lines("Steps", [s for s in steps if s]), _lines("Prerequisites", m.prerequisites),
                      _lines("Outputs", m.outputs))
     else:
         raise ValueError(f"{tool_name} does not return knowledge items")
@@ -265,9 +325,35 @@ class QueryRecord(BaseModel):
     items: list[KnowledgeItem] = Field(default_factory=list)
     result_ids: list[str] = Field(default_factory=list)
     error: str | None = None
-    fallback: str | None = None  # the ref(s) actually answered, when the seed's own call came back empty
+    fallback: str | None = None  # the call(s) whose items were kept, when the seed's own call came back empty
+    attempt: int = 1  # 2 and up: the query failed before and was run again
     latency_ms: float = 0
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def answered_refs(record: dict[str, Any]) -> list[str]:
+    """The calls that produced a record's items, in item order (a record as stored in state)."""
+    refs: list[str] = []
+    for item in record.get("items") or []:
+        ref = item.get("via") or record.get("fallback") or record.get("ref")
+        if ref and ref not in refs:
+            refs.append(ref)
+    return refs
+
+
+def cited_refs(records: list[dict[str, Any]], item_ids: list[str]) -> list[str]:
+    """The calls that produced the cited items `item_ids`, in citation order."""
+    by_id: dict[str, str] = {}
+    for rec in records:
+        for item in rec.get("items") or []:
+            ref = item.get("via") or rec.get("fallback") or rec.get("ref")
+            if ref:
+                by_id.setdefault(item["id"], ref)
+    refs: list[str] = []
+    for i in item_ids:
+        if i in by_id and by_id[i] not in refs:
+            refs.append(by_id[i])
+    return refs

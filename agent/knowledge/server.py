@@ -12,6 +12,7 @@ Run it with `python -m agent.knowledge.server --transport stdio|streamable-http|
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import secrets
@@ -35,7 +36,10 @@ API_KEY_ENV = "KNOWLEDGE_MCP_SERVER_API_KEY"
 TRANSPORTS = ("stdio", "streamable-http", "sse")
 _ALIASES = {"streamable_http": "streamable-http", "http": "streamable-http"}
 
-Topic = Annotated[str | None, Field(description="Exact topic tag to filter on (case-sensitive), e.g. 'fine-tuning'. Omit for all.")]
+# A string defaulting to "" as on the real server: "" means every item (metadata.query "all"),
+# and null breaks the schema ("Input validation error: None is not of type 'string'").
+Topic = Annotated[str, Field(description="Exact topic tag to filter on (case-sensitive), e.g. 'fine-tuning'. "
+                                         "Empty or omitted for all.")]
 Limit500 = Annotated[int, Field(ge=1, le=500, description="Maximum results")]
 
 
@@ -61,7 +65,15 @@ def _ms(start: float) -> int:
 
 
 class KnowledgeServer(FastMCP):
-    """FastMCP whose HTTP apps require an X-API-Key when one is configured."""
+    """FastMCP whose HTTP apps require an X-API-Key when one is configured.
+
+    Deliberate difference from the real server: there a key only raises a caller's tier and a
+    request without one is served at the public tier (every tool works); a wrong key gets 401.
+    Here a configured key is the only thing between the network and the server (`kb serve`
+    refuses a host beyond loopback without one), so it guards every request: missing or wrong,
+    401 with the real server's error body. Without a configured key, everything is served, as
+    the real server serves the public tier.
+    """
 
     def __init__(self, api_key: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
@@ -133,28 +145,30 @@ def build_server(api_key: str | None = None, *, host: str = "127.0.0.1", port: i
         return _envelope(rows, {"query": query, "sources_cited": sorted({r["source"]["title"] for r in rows}),
                                 "result_count": len(rows), "search_type": "semantic", "latency_ms": _ms(start)})
 
-    def _filtered(kind: str, topic: str | None, limit: int) -> CallToolResult:
+    def _filtered(kind: str, topic: str, limit: int) -> CallToolResult:
         start = time.perf_counter()
         rows = store().filter(kind, topic, limit)
-        return _envelope(rows, {"query": topic if topic is not None else "all",
+        return _envelope(rows, {"query": topic or "all",
                                 "sources_cited": _cited(rows, "source_title"), "result_count": len(rows),
                                 "search_type": "filtered", "latency_ms": _ms(start)})
 
     @mcp.tool(description="Decision points (question, options, considerations, recommended approach) "
                           "whose topics contain `topic` exactly; storage order, not ranked.")
-    def get_decisions(topic: Topic = None, limit: Limit500 = 100) -> CallToolResult:
+    def get_decisions(topic: Topic = "", limit: Limit500 = 100) -> CallToolResult:
         return _filtered("decision", topic, limit)
 
     @mcp.tool(description="Reusable patterns (problem, solution, trade-offs) whose topics contain `topic` exactly.")
-    def get_patterns(topic: Topic = None, limit: Limit500 = 100) -> CallToolResult:
+    def get_patterns(topic: Topic = "", limit: Limit500 = 100) -> CallToolResult:
         return _filtered("pattern", topic, limit)
 
     @mcp.tool(description="Pitfalls (description, symptoms, consequences, prevention) whose topics contain `topic` exactly.")
-    def get_warnings(topic: Topic = None, limit: Limit500 = 100) -> CallToolResult:
+    def get_warnings(topic: Topic = "", limit: Limit500 = 100) -> CallToolResult:
         return _filtered("warning", topic, limit)
 
+    # Steps come as the stored {order, title, description} objects. The real server declares them
+    # as strings, fails on its own stored objects and falls back to `steps: []`: a bug we do not copy.
     @mcp.tool(description="Step-by-step methodologies whose topics contain `topic` exactly.")
-    def get_methodologies(topic: Topic = None, limit: Limit500 = 100) -> CallToolResult:
+    def get_methodologies(topic: Topic = "", limit: Limit500 = 100) -> CallToolResult:
         return _filtered("methodology", topic, limit)
 
     @mcp.tool(description="All knowledge sources (papers, book chapters, documentation) with extraction counts.")
@@ -174,8 +188,8 @@ def build_server(api_key: str | None = None, *, host: str = "127.0.0.1", port: i
             rows = store().compare(topic, source_ids, limit_per_source)
         except KeyError as missing:
             sid = missing.args[0]
-            return _route_error("compare_sources", 404, "NOT_FOUND", f"source not found: {sid}",
-                                {"resource": "source", "resource_id": sid})
+            return _route_error("compare_sources", 404, "NOT_FOUND", f"source with id '{sid}' not found",
+                                {"resource": "source", "id": sid})
         return _envelope(rows, {"query": topic, "sources_cited": [r["source_title"] for r in rows],
                                 "result_count": len(rows), "search_type": "comparison", "latency_ms": _ms(start)})
 
@@ -196,6 +210,30 @@ def resolve_transport(name: str) -> str:
     if name not in TRANSPORTS:
         raise ValueError(f"unknown transport {name!r}: use one of {', '.join(TRANSPORTS)}")
     return name
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses only this machine can reach (localhost, 127.x, ::1)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # any other host name may resolve to an address others can reach
+
+
+def exposure_refusal(transport: str, host: str, *, has_key: bool, insecure: bool) -> str | None:
+    """Why an HTTP server on `host` must not start, or None.
+
+    Beyond loopback, without a key, anyone on the network could use the server: refuse
+    unless the operator says so with --insecure.
+    """
+    if transport == "stdio" or has_key or insecure or is_loopback(host):
+        return None
+    return (f"Refusing to serve the knowledge base on {host} without an API key: anyone who can reach "
+            f"this machine could use it. Give --api-key KEY (or set {API_KEY_ENV}) so clients must send it "
+            "in the X-API-Key header, listen on 127.0.0.1 instead, or add --insecure to serve without a key anyway.")
 
 
 def serve(transport: str, host: str = "127.0.0.1", port: int = 8765, api_key: str | None = None,
@@ -237,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--api-key", default=None, help=f"require this X-API-Key on HTTP (default: ${API_KEY_ENV})")
+    parser.add_argument("--insecure", action="store_true",
+                        help="serve a host beyond loopback without an API key (anyone who reaches it may use it)")
     parser.add_argument("--latency-ms", type=float, default=0,
                         help="delay every tool call by this much (benchmarks: stands in for a remote server)")
     args = parser.parse_args(argv)
@@ -244,6 +284,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         transport = resolve_transport(args.transport)
     except ValueError as e:
         parser.error(str(e))
+    has_key = bool(args.api_key or os.environ.get(API_KEY_ENV))
+    refusal = exposure_refusal(transport, args.host, has_key=has_key, insecure=args.insecure)
+    if refusal:
+        print(refusal, file=sys.stderr, flush=True)
+        return 2
+    if transport != "stdio" and not has_key and not is_loopback(args.host):
+        print(f"knowledge server: WARNING: serving {args.host} without an API key (--insecure): "
+              "anyone who can reach this port can use it", file=sys.stderr, flush=True)
     try:
         serve(transport, host=args.host, port=args.port, api_key=args.api_key, latency_ms=args.latency_ms)
     except KeyboardInterrupt:

@@ -47,7 +47,7 @@ def flatten(kind: str, r: dict[str, Any]) -> str:
     """The one-line text the real server returns as `content` for an extraction hit."""
     if kind == "decision":
         parts = [f"Question: {r['question']}", f"Options: {', '.join(r['options'])}",
-                 f"Considerations: {'; '.join(r['considerations'])}"]
+                 f"Considerations: {', '.join(r['considerations'])}"]
         if r.get("recommended_approach"):
             parts.append(f"Recommended: {r['recommended_approach']}")
     elif kind == "warning":
@@ -56,9 +56,36 @@ def flatten(kind: str, r: dict[str, Any]) -> str:
             parts.append(f"Prevention: {r['prevention']}")
     elif kind == "pattern":
         parts = [f"Pattern: {r['name']}", f"Problem: {r['problem']}", f"Solution: {r['solution']}"]
+        if r.get("code_example"):
+            parts.append(f"Code: {r['code_example'][:500]}")
     else:
-        parts = [f"Methodology: {r['name']}", f"Steps: {'; '.join(r['steps'])}"]
+        # The real server names at most the first five steps, by their titles.
+        parts = [f"Methodology: {r['name']}", f"Steps: {'; '.join(step_text(s) for s in r['steps'][:5])}"]
     return " | ".join(parts)
+
+
+def step_text(step: Any) -> str:
+    """A step's title: steps are stored as {order, title, description} objects (or plain strings)."""
+    return str(step.get("title") or step.get("description") or "") if isinstance(step, dict) else str(step)
+
+
+def _step(order: int, text: str) -> dict[str, Any]:
+    """Our data writes a step as one line, "Title: details" or just a title; the real data stores
+    objects with `order`, `title` and `description`, and get_methodologies serves those."""
+    title, sep, description = text.partition(": ")
+    if not sep or len(title) > 80:
+        title, description = text, ""
+    return {"order": order, "title": title.strip(), "description": description.strip()}
+
+
+def _searchable(kind: str, raw: dict[str, Any], row: dict[str, Any]) -> str:
+    """What search matches an extraction on: every step in full (the content names only the
+    first five titles), and a pattern's code once (it is in the extra text)."""
+    if kind == "methodology":
+        return f"Methodology: {row['name']} | Steps: {'; '.join(str(t) for t in raw['steps'])}"
+    if kind == "pattern":
+        return flatten(kind, {**row, "code_example": None})
+    return flatten(kind, row)
 
 
 def _extra_text(r: dict[str, Any]) -> str:
@@ -84,9 +111,9 @@ class KnowledgeBase:
         self._source_by_id = {s["id"]: s for s in sources}
 
     def filter(self, kind: str, topic: str | None, limit: int) -> list[dict[str, Any]]:
-        """Exact, case-sensitive topic match in storage order (what get_* does)."""
+        """Exact, case-sensitive topic match in storage order (what get_* does); no topic or "": all."""
         rows = self.items[kind]
-        if topic is not None:
+        if topic:
             rows = [r for r in rows if topic in r["topics"]]
         return [dict(r) for r in rows[:limit]]
 
@@ -120,7 +147,8 @@ def _summary(kind: str, r: dict[str, Any]) -> dict[str, Any]:
     title = r.get("name") or r.get("title") or r.get("question") or "Untitled extraction"
     text = r.get("description") or r.get("problem") or r.get("solution") or ""
     if not text and r.get("steps"):
-        text = f"Step 1: {r['steps'][0]}"
+        # The real server prints the first step object as a Python dict here (a bug): we give its title.
+        text = f"Step 1: {step_text(r['steps'][0])[:150]}"
     if not text and r.get("options"):
         text = f"Options: {', '.join(r['options'][:3])}"
     if len(text) > 200:
@@ -163,7 +191,7 @@ def _result(kind: str, raw: dict[str, Any], src: dict[str, Any]) -> dict[str, An
                 "symptoms": raw.get("symptoms"), "consequences": raw.get("consequences"),
                 "prevention": raw.get("prevention")}
     else:
-        body = {"name": raw["name"], "steps": list(raw["steps"]),
+        body = {"name": raw["name"], "steps": [_step(i, str(t)) for i, t in enumerate(raw["steps"], 1)],
                 "prerequisites": raw.get("prerequisites"), "outputs": raw.get("outputs")}
     return {"id": rid, **body, **common}
 
@@ -207,7 +235,7 @@ def load(data_dir: Path = DATA_DIR) -> KnowledgeBase:
             docs.append({"id": row["id"], "type": "extraction", "content": content,
                          "source": _attribution(src, row["chunk_id"])})
             titles.append(content.split(" | ", 1)[0].split(": ", 1)[1])
-            texts.append(f"{content} {_extra_text(row)} {' '.join(row['topics'])}")
+            texts.append(f"{_searchable(kind, raw, row)} {_extra_text(row)} {' '.join(row['topics'])}")
     for raw in _read(data_dir / "chunks.yaml"):
         _check("chunk", raw, set(by_key))
         src = by_key[raw["source"]]

@@ -49,14 +49,31 @@ def _succeeded_ids(state: PipelineState) -> set[str]:
     return {r["query_id"] for r in state.get("knowledge") or [] if not r.get("error")}
 
 
+def _attempts(state: PipelineState) -> dict[str, int]:
+    """How many times each query has run so far."""
+    counts: dict[str, int] = {}
+    for rec in state.get("knowledge") or []:
+        counts[rec["query_id"]] = counts.get(rec["query_id"], 0) + 1
+    return counts
+
+
 async def run_stage(state: PipelineState, ctx: Context, stage: str) -> list[dict[str, Any]]:
-    """Run the stage's catalog queries that have not succeeded yet (concurrently, in the client)."""
+    """Run the stage's catalog queries that have not succeeded yet (concurrently, in the client).
+
+    A query run again after a failure records its attempt number, so that what is listed
+    later can show each query once, with its attempts."""
     done = _succeeded_ids(state)
     queries = [q for q in queries_for(stage) if q.id not in done]
     if not queries:
         return []
     records = await knowledge_client(ctx).run(queries)
-    return [r.model_dump(mode="json") for r in records]
+    before = _attempts(state)
+    return [{**r.model_dump(mode="json"), "attempt": before.get(r.query_id, 0) + 1} for r in records]
+
+
+def _tries(rec: dict[str, Any]) -> str:
+    n = int(rec.get("attempt") or 1)
+    return f" (failed {n} times)" if n > 1 else ""
 
 
 async def consult_knowledge(
@@ -76,7 +93,7 @@ RETRY_OPTIONS = [
 
 def consult_retry(state: PipelineState) -> Command[Literal["consult_knowledge", "synthesize", "consult_retry"]]:
     failed = failed_queries(state, CONSULT_STAGE)
-    listing = "\n".join(f"- `{r['ref']}`: {r['error']}" for r in failed)
+    listing = "\n".join(f"- `{r['ref']}`{_tries(r)}: {r['error']}" for r in failed)
     question = Question(
         question_id="consult_knowledge.retry",
         section="consult_knowledge",

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from agent import llm_tasks, sidecar
 from agent.context import Context, get_context
 from agent.interview import InvalidAnswer, Question, clean_text, format_validation_error, is_no, is_yes, match_choice, parse_edits
+from agent.knowledge.models import cited_refs
 from agent.llm import Facilitator, llm_enabled
 from agent.model_catalog import find_model
 from agent.nodes.common import after_section, ask_and_parse, retry, say
@@ -326,9 +327,14 @@ def record(
 ) -> Command:
     """Store the confirmed decision in the state and the sidecar at once."""
     records = section_records(state, spec.name)
-    refs = [r["ref"] for r in records if not r.get("error")]
+    consulted = section_records(state, "consult_knowledge")
+    # The calls that produced the cited items (a fallback's, when the seed's call found nothing);
+    # with nothing cited, the queries that were consulted.
+    refs = cited_refs(records + consulted, proposal.knowledge_items)
     if not refs:
-        refs = [r["ref"] for r in section_records(state, "consult_knowledge") if not r.get("error")][:1]
+        refs = [r["ref"] for r in records if not r.get("error")]
+    if not refs:
+        refs = [r["ref"] for r in consulted if not r.get("error")][:1]
     decision = Decision(
         id=DECISION_IDS[spec.name],
         section=spec.name,
