@@ -306,7 +306,7 @@ def describe(question: Question) -> str:
     """The question in short Markdown: the last error, the options, the question's own words."""
     parts = [f"**{question.error}**"] if question.error else []
     if question.options:
-        heading = "Other options:" if question.kind == "form" else "Options (answer with the number or value):"
+        heading = "Options (reject with one's number or name to pick it):" if question.kind == "form" else "Options (answer with the number or value):"
         lines = [f"{i}. **{o.label}** (`{o.value}`)" + (f": {o.description}" if o.description else "") for i, o in enumerate(question.options, 1)]
         parts.append(heading + "\n" + "\n".join(lines))
     if question.kind == "form":
