@@ -235,16 +235,29 @@ def test_a_chat_without_a_folder_is_asked_for_one(server, assistant, tmp_path):
     assert right["status"] == "interrupted" and right["interrupts"][0]["value"]["question_id"] == "base_model.constraints"
 
 
-def test_a_project_error_reaches_the_client_with_its_text(server, assistant, tmp_path):
-    async def start() -> None:
+def test_a_project_error_reaches_the_client_with_its_text_and_the_chat_recovers(server, assistant, tmp_path):
+    project = copy_fixture("support-bot", tmp_path)
+
+    async def talk() -> tuple[str, list[dict]]:
         client = get_client(url=server.url)
         tid = (await client.threads.create())["thread_id"]
-        await client.runs.wait(tid, assistant, input={"project_dir": str(tmp_path / "missing")})
+        try:
+            await client.runs.wait(tid, assistant, input={"project_dir": str(tmp_path / "missing")})
+            error = ""
+        except Exception as exc:  # the SDK raises the run's error as "<type>: <message>"
+            error = str(exc)
+        states = []
+        for text in ("hello", str(project)):
+            await client.runs.wait(tid, assistant, input={"messages": [human(text)]})
+            states.append({"status": (await client.threads.get(tid))["status"], **(await client.threads.get_state(tid))})
+        return error, states
 
-    with pytest.raises(Exception) as caught:
-        asyncio.run(start())
-    assert "ProjectError" in str(caught.value) and "missing" in str(caught.value)
-    assert "internal error" not in str(caught.value).lower()
+    error, (hello, folder) = asyncio.run(talk())
+    assert "ProjectError" in error and "missing" in error and "internal error" not in error.lower()
+    # The thread is not stuck in that error: the chat is told why and asked for the folder.
+    reply = hello["values"]["messages"][-1]["content"]
+    assert hello["status"] == "idle" and "missing" in reply and "Which project" in reply
+    assert folder["status"] == "interrupted" and folder["interrupts"][0]["value"]["question_id"] == "base_model.constraints"
 
 
 def test_a_new_message_on_a_finished_thread_does_not_start_over(server, assistant, chat_session):

@@ -36,13 +36,13 @@ def load_project(state: PipelineState) -> Command:
     that names none, or a folder that cannot be used, gets a reply asking for it. A thread that was
     waiting at a question goes back to that question: a message sent meanwhile is its answer.
     """
-    project_dir, named_in_chat = project_folder(state)
+    project_dir, chatting = project_folder(state)
     if not project_dir:
         return Command(goto=END, update=say(ASK_FOLDER))
     try:
         raw = sidecar.load_sidecar(project_dir)
     except sidecar.ProjectError as exc:
-        if not named_in_chat:
+        if not chatting:
             raise  # a ValueError: the API server passes its text on to the client
         return Command(goto=END, update=say(f"{exc}\n\n{ASK_FOLDER}"))
     overview = read_overview(project_dir)
@@ -68,7 +68,7 @@ def load_project(state: PipelineState) -> Command:
 
 
 def project_folder(state: PipelineState) -> tuple[str | None, bool]:
-    """(the folder to work on, whether the chat named it).
+    """(the folder to work on, whether a chat is still looking for it: then a problem is replied to).
 
     A thread whose project is loaded keeps its folder; before that, the latest user message names
     it if it names one (so a wrong folder can be corrected in the chat), else `project_dir`."""
@@ -76,9 +76,7 @@ def project_folder(state: PipelineState) -> tuple[str | None, bool]:
         return state["project_dir"], False
     said = [m for m in state.get("messages") or [] if getattr(m, "type", "") == "human"]
     named = folder_named(message_text(said[-1])) if said else None
-    if named:
-        return named, True
-    return state.get("project_dir") or None, False
+    return named or state.get("project_dir") or None, bool(said)
 
 
 _QUOTED = re.compile(r"[`'\"]([^`'\"\n]+)[`'\"]")
