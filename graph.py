@@ -8,6 +8,9 @@ so the whole shape is visible in one place.
                                         --no architecture--> ask_architecture -> check_skip
                                         --already done--> menu
                                         --fine-tuning|hybrid--> welcome -> consult_knowledge
+                                        --restarted after the knowledge stage--> the first open section
+             load_project --no project folder named in the chat--> END (a reply asks for it)
+             load_project --the thread waits at a question--> the node asking it (a new message answers it)
       consult_knowledge --a query failed--> consult_retry --retry--> consult_knowledge
       -> synthesize -> base_model -> training_approach -> training_data -> peft
       -> hyperparameters -> infrastructure -> write_artifacts -> menu
@@ -31,8 +34,12 @@ from agent.state import SECTIONS, PipelineInput, PipelineState
 builder = StateGraph(PipelineState, context_schema=Context, input_schema=PipelineInput)
 
 # Seed: skip handling, sections 1 and 2.
-builder.add_node("load_project", load_project)
-builder.add_node("check_skip", check_skip)
+# load_project goes back to the question a thread was waiting at (a chat message answers it), or
+# ends with a reply when a chat has not named a usable project folder.
+QUESTION_NODES = ("ask_architecture", "consult_retry", *(f"{s}_{q}" for s in SECTIONS for q in ("ask", "decide")), "menu", "revisit")
+builder.add_node("load_project", load_project, destinations=("check_skip", *QUESTION_NODES, END))
+# A restarted thread that had the welcome and the knowledge stage goes on with its open sections.
+builder.add_node("check_skip", check_skip, destinations=("ask_architecture", "write_skip_record", "welcome", "menu", *SECTIONS, "write_artifacts"))
 builder.add_node("ask_architecture", ask_architecture)
 builder.add_node("write_skip_record", write_skip_record)
 builder.add_node("welcome", welcome)
@@ -54,7 +61,6 @@ builder.add_node("verify_sidecar", verify_sidecar)
 builder.add_node("handoff", handoff)
 
 builder.add_edge(START, "load_project")
-builder.add_edge("load_project", "check_skip")
 builder.add_edge("welcome", "consult_knowledge")
 builder.add_edge("write_skip_record", "handoff")
 builder.add_edge("write_artifacts", "menu")

@@ -244,7 +244,10 @@ class ChatSession:
         self.recorder.save()
 
     def _show_messages(self, messages: list) -> None:
-        # Question/answer echoes (an AI prompt followed by the human answer) were already on screen.
+        from agent.interview import is_question_message
+
+        # Questions are shown in their own panel; question/answer echoes were already on screen.
+        messages = [m for m in messages if not is_question_message(m)]
         if any(getattr(m, "type", "") == "human" for m in messages):
             messages = [m for m in messages if m.type == "ai" and m.content.startswith("Recorded ")]
         for m in messages:

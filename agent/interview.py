@@ -4,14 +4,21 @@ Every human-in-the-loop question goes through `ask()`, so every interrupt value
 has the same shape (DESIGN.md, "Interrupt payload") whatever the front end.
 Parsing never raises anything but `InvalidAnswer`, whose message becomes the
 `error` of the same question asked again.
+
+Beside our own keys, every payload carries LangChain's human-in-the-loop request
+(`action_requests`, `review_configs`), which chat front ends such as Agent Chat UI
+render as a card; `from_decisions()` turns their `{"decisions": [...]}` resume into
+the answer the terminal would have typed, so every node parses one language.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from typing import Any, Literal
 
+from langchain_core.messages import AIMessage
 from langgraph.types import interrupt
 from pydantic import BaseModel, Field
 
@@ -89,8 +96,8 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
 
 
 def ask(question: Question) -> Any:
-    """Interrupt with the question's payload and return the raw resume value."""
-    return interrupt(question.payload(), response_schema=response_schema(question))
+    """Interrupt with the question's payload (and the HITL request beside it); return the raw resume value."""
+    return interrupt({**question.payload(), **hitl_request(question)}, response_schema=response_schema(question))
 
 
 def response_schema(question: Question) -> dict[str, Any]:
@@ -266,3 +273,148 @@ def format_validation_error(exc: Exception) -> str:
 def _short(text: str, n: int = 60) -> str:
     text = text.replace("\n", " ")
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# --- LangChain's human-in-the-loop request (what Agent Chat UI renders and answers) -----------------
+
+DESCRIPTION_MAX = 400  # the card says what is asked; long tables stay in the chat message above it
+
+
+def allowed_decisions(question: Question) -> list[str]:
+    """A proposal (form, confirm) is approved, edited, or rejected with a message saying what instead;
+    any other question is answered by editing its `answer` field (approve keeps a default)."""
+    if question.kind in ("form", "confirm"):
+        return ["approve", "edit", "reject"]
+    return ["edit", "approve"] if _has_default(question) else ["edit"]
+
+
+def hitl_request(question: Question) -> dict[str, Any]:
+    """One action per question: its title, the proposal's fields (or an `answer` field), the question in short."""
+    return {
+        "action_requests": [{"name": question.title, "args": action_args(question), "description": describe(question)}],
+        "review_configs": [{"action_name": question.title, "allowed_decisions": allowed_decisions(question)}],
+    }
+
+
+def action_args(question: Question) -> dict[str, Any]:
+    if question.kind == "form" and isinstance(question.default, dict):
+        return dict(question.default)
+    return {"answer": "" if question.default is None else str(question.default)}
+
+
+def describe(question: Question) -> str:
+    """The question in short Markdown: the last error, the options, the question's own words."""
+    parts = [f"**{question.error}**"] if question.error else []
+    if question.options:
+        heading = "Options (reject with one's number or name to pick it):" if question.kind == "form" else "Options (answer with the number or value):"
+        lines = [f"{i}. **{o.label}** (`{o.value}`)" + (f": {o.description}" if o.description else "") for i, o in enumerate(question.options, 1)]
+        parts.append(heading + "\n" + "\n".join(lines))
+    if question.kind == "form":
+        parts.append(
+            "**Approve** records the proposal shown above, **edit** changes its fields, "
+            "or **reject** with a message: another option's number or name, or what to change."
+        )
+    else:
+        parts.append(question_text(question.prompt))
+    return "\n\n".join(parts)
+
+
+def question_text(prompt: str, limit: int = DESCRIPTION_MAX) -> str:
+    """The prompt's last paragraph, where the question is (the rest stays in the chat message)."""
+    paragraphs = [p.strip() for p in prompt.split("\n\n") if p.strip()]
+    last = paragraphs[-1] if paragraphs else prompt.strip()
+    return last if len(last) <= limit else last[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def from_decisions(question: Question, raw: Any) -> Any:
+    """A `{"decisions": [...]}` resume as the answer typed in the terminal; any other value unchanged.
+
+    approve: `yes` to a proposal, else the question's default; edit: the changed form fields (a
+    submitted form) or the `answer` text; reject: its message, read as free text.
+    """
+    if not (isinstance(raw, dict) and "decisions" in raw):
+        return raw
+    decisions = raw["decisions"]
+    if not isinstance(decisions, list) or len(decisions) != 1 or not isinstance(decisions[0], dict):
+        raise InvalidAnswer("Send one decision for this question: approve, edit or reject.")
+    decision = decisions[0]
+    kind, allowed = decision.get("type"), allowed_decisions(question)
+    if kind not in allowed:
+        raise InvalidAnswer(f"'{_short(str(kind))}' is not possible for this question; it allows: {', '.join(allowed)}.")
+    if kind == "approve":
+        return "yes" if question.kind in ("form", "confirm") else question.default
+    if kind == "reject":
+        message = decision.get("message")
+        if question.kind == "confirm" and not (isinstance(message, str) and message.strip()):
+            return "no"
+        return clean_text(message)
+    action = decision.get("edited_action")
+    args = action.get("args") if isinstance(action, dict) else None
+    if not isinstance(args, dict):
+        raise InvalidAnswer("An edit needs the edited fields (`edited_action.args`).")
+    if question.kind == "form" and question.fields:
+        return edited_fields(question, args) or "yes"  # nothing changed: the proposal as shown
+    if "answer" not in args:
+        raise InvalidAnswer("Type your answer in the `answer` field.")
+    return args["answer"]
+
+
+def edited_fields(question: Question, args: dict[str, Any]) -> dict[str, Any]:
+    """The fields whose edited value differs from the proposal, converted to their types.
+
+    A card's text inputs send every value as a string (lists and null as JSON)."""
+    by_name = {f.name: f for f in question.fields}
+    unknown = [k for k in args if k not in by_name]
+    if unknown:
+        raise InvalidAnswer(f"There is no field '{_short(str(unknown[0]))}'. Fields: {', '.join(by_name)}.")
+    original = question.default if isinstance(question.default, dict) else {}
+    changed: dict[str, Any] = {}
+    for name, value in args.items():
+        typed = _typed(value, by_name[name])
+        if typed != original.get(name):
+            changed[name] = typed
+    return changed
+
+
+def _typed(value: Any, field: FormField) -> Any:
+    if not isinstance(value, str):
+        return [str(v) for v in value] if isinstance(value, list) else value
+    text = value.strip()
+    if field.type == "list" and text.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            items = None
+        if isinstance(items, list):
+            return [str(v) for v in items]
+    if text == "null" and field.required:
+        raise InvalidAnswer(f"{field.name} needs a value.")
+    return convert(text, field)
+
+
+def _has_default(question: Question) -> bool:
+    return question.default not in (None, "") and not isinstance(question.default, (dict, list))
+
+
+# --- questions and answers in the chat (`messages`) --------------------------------------------------
+
+
+def question_message(text: str, question_id: str, message_id: str) -> AIMessage:
+    """A question posted to the chat; marked, so the terminal (which shows the question itself) skips it."""
+    return AIMessage(content=text, name="facilitator", id=message_id, additional_kwargs={"question_id": question_id})
+
+
+def is_question_message(message: Any) -> bool:
+    return bool((getattr(message, "additional_kwargs", None) or {}).get("question_id"))
+
+
+def message_text(message: Any) -> str:
+    """A message's text: its content as a string, or its text blocks joined (chat front ends send blocks)."""
+    content = getattr(message, "content", message)
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            b if isinstance(b, str) else str(b.get("text", "")) for b in content if isinstance(b, str) or (isinstance(b, dict) and b.get("type") == "text")
+        )
+    return str(content)

@@ -37,8 +37,10 @@ TP_ID = re.compile(r"^tp-\d{3}$")
 _INIT_HINT = "training-pipeline init-demo {dir} --architecture fine-tuning"
 
 
-class ProjectError(Exception):
-    """A problem with the project folder that the user can fix; the message says how."""
+class ProjectError(ValueError):
+    """A problem with the project folder that the user can fix; the message says how.
+
+    A ValueError, so the LangGraph API server passes the message on to its clients."""
 
 
 # --- the shape step 4 relies on ------------------------------------------------------

@@ -216,8 +216,12 @@ class AnswerRecord(TypedDict):
     error: str | None
 
 
-class PipelineInput(TypedDict):
-    """What a caller (terminal, Studio, eval) passes to start a run."""
+class PipelineInput(TypedDict, total=False):
+    """What a caller passes to start a run: the project folder, or chat messages (Agent Chat UI).
+
+    With messages alone, a user message names the folder (a path, or JSON with `project_dir`);
+    a message sent while a question waits is that question's answer.
+    """
 
     # Title and description are what Studio shows on the input form.
     project_dir: Annotated[
@@ -227,6 +231,7 @@ class PipelineInput(TypedDict):
             description="Path of the project folder (the one holding sidecar.yaml), as the server sees it",
         ),
     ]
+    messages: Annotated[list[AnyMessage], MessagesChannel]
 
 
 class PipelineState(TypedDict, total=False):
@@ -251,6 +256,9 @@ class PipelineState(TypedDict, total=False):
     errors: Annotated[dict[str, str], _merge_dict]
     revisiting: str | None
     pending_question: str | None  # a question typed at the menu, answered by the next node
+    # The question posted to the chat and waiting for its answer: question_id, the node that asks it,
+    # and the id of its message (a user message after it answers it). None once answered.
+    asking: dict[str, str] | None
     notice: str | None  # shown at the top of the next menu (progress, an answer, a warning)
     notices: Annotated[list[str], operator.add]  # knowledge failures and other things the user must know
     artifacts: list[str]

@@ -2,41 +2,84 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Callable
 
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.config import get_config
 from langgraph.types import Command
 
-from agent.interview import InvalidAnswer, Question, ask
+from agent.interview import InvalidAnswer, Question, ask, describe, from_decisions, message_text, question_message
 from agent.state import SECTIONS, PipelineState
 
 
 def ask_and_parse(
     state: PipelineState, question: Question, parse: Callable[[Any], Any]
 ) -> tuple[Any, dict[str, Any]]:
-    """Ask `question` (with the last error for it, if any) and parse the answer.
+    """Post `question` to the chat, ask it (with the last error for it, if any), and parse the answer.
 
-    Returns (parsed value or None, state update). On an invalid answer the value is
-    None and the update carries the error, so the caller routes back to the same node.
-    The raw answer is always kept in `answers`.
+    Returns (parsed value or None, state update). None means: route back to the same node. That
+    happens first to post the question as an AI message, because a node runs again from its top
+    when resumed, so posting and asking cannot share a run; the next run asks. It happens again
+    on an invalid answer, with the error in the update. The answer is the resume value (text, a
+    form, or a chat front end's `{"decisions": [...]}`) or a chat message sent while the question
+    waited. The raw answer is always kept in `answers`.
     """
     question = question.model_copy(update={"error": (state.get("errors") or {}).get(question.question_id)})
-    raw = ask(question)
+    waiting = state.get("asking") or {}
+    if waiting.get("question_id") != question.question_id:
+        return None, post_question(state, question)
+    typed = chat_answer(state, waiting)
+    raw = typed if typed is not None else ask(question)
+    answer, error, value = raw, None, None
     try:
-        value = parse(raw)
+        answer = from_decisions(question, raw)  # the terminal's words for a chat front end's decision
+        value = parse(answer)
     except InvalidAnswer as exc:
-        return None, {
-            "errors": {question.question_id: str(exc)},
-            "answers": [{"question_id": question.question_id, "answer": _keepable(raw), "accepted": False, "error": str(exc)}],
-        }
+        error = str(exc)
     return value, {
-        "errors": {question.question_id: None},
-        "answers": [{"question_id": question.question_id, "answer": _keepable(raw), "accepted": True, "error": None}],
-        "messages": [
-            AIMessage(content=f"**{question.title}**\n\n{question.prompt}", name="facilitator"),
-            HumanMessage(content=_as_text(raw)),
-        ],
+        "asking": None,
+        "errors": {question.question_id: error},
+        "answers": [{"question_id": question.question_id, "answer": _keepable(answer), "accepted": error is None, "error": error}],
+        # The answer in the chat, unless it was typed there.
+        "messages": [HumanMessage(content=_as_text(answer))] if typed is None else [],
     }
+
+
+def post_question(state: PipelineState, question: Question) -> dict[str, Any]:
+    """The question as an AI message, and the mark that it waits for an answer (read by load_project
+    when a new message restarts the thread). A question asked again after an invalid answer is
+    posted short, with the error: its long text is already in the chat."""
+    if question.error:
+        text = f"**{question.title}**\n\n{describe(question)}"
+    else:
+        text = f"**{question.title}**\n\n{_without_notice(question.prompt, state.get('notice'))}"
+    message_id = str(uuid.uuid4())
+    try:
+        node = (get_config().get("metadata") or {}).get("langgraph_node")
+    except RuntimeError:  # called outside a graph run
+        node = None
+    return {
+        "asking": {"question_id": question.question_id, "node": node, "message_id": message_id},
+        "messages": [question_message(text, question.question_id, message_id)],
+    }
+
+
+def chat_answer(state: PipelineState, waiting: dict[str, Any]) -> str | None:
+    """The last user message sent after the waiting question was posted, if any."""
+    messages = state.get("messages") or []
+    ids = [getattr(m, "id", None) for m in messages]
+    if waiting.get("message_id") not in ids:
+        return None
+    later = [m for m in messages[ids.index(waiting["message_id"]) + 1 :] if getattr(m, "type", "") == "human"]
+    return message_text(later[-1]) if later else None
+
+
+def _without_notice(prompt: str, notice: str | None) -> str:
+    # The menu repeats the last notice above its options; the chat has just shown it.
+    if notice and prompt.startswith(notice):
+        return prompt[len(notice) :].lstrip().removeprefix("---").lstrip()
+    return prompt
 
 
 def retry(node: str, update: dict[str, Any]) -> Command:

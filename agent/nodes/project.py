@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
+from langgraph.graph import END
 from langgraph.types import Command
 
 from agent import sidecar
-from agent.interview import Option, Question, parse_choice
-from agent.nodes.common import ask_and_parse, retry, say
+from agent.interview import Option, Question, message_text, parse_choice
+from agent.nodes.common import ask_and_parse, first_open, retry, say
 from agent.project import read_overview
 from agent.state import ARCHITECTURES, SECTIONS, Decision, PipelineState
 
@@ -20,12 +23,28 @@ ARCH_OPTIONS = [
 ]
 
 
-def load_project(state: PipelineState) -> dict[str, Any]:
-    """Read and validate the sidecar; restore decisions recorded by an earlier session."""
-    project_dir = state.get("project_dir")
+ASK_FOLDER = (
+    "Which project shall we work on? Send the path of its folder (the one holding `sidecar.yaml`) as the "
+    'server sees it, for example `/home/me/projects/support-bot`, or `{"project_dir": "..."}`.'
+)
+
+
+def load_project(state: PipelineState) -> Command:
+    """Read and validate the sidecar; restore decisions recorded by an earlier session.
+
+    The folder comes from the input's `project_dir` or, for a chat, from the user's message; a chat
+    that names none, or a folder that cannot be used, gets a reply asking for it. A thread that was
+    waiting at a question goes back to that question: a message sent meanwhile is its answer.
+    """
+    project_dir, chatting = project_folder(state)
     if not project_dir:
-        raise sidecar.ProjectError("No project folder given: start the run with {\"project_dir\": \"<folder with sidecar.yaml>\"}.")
-    raw = sidecar.load_sidecar(project_dir)
+        return Command(goto=END, update=say(ASK_FOLDER))
+    try:
+        raw = sidecar.load_sidecar(project_dir)
+    except sidecar.ProjectError as exc:
+        if not chatting:
+            raise  # a ValueError: the API server passes its text on to the client
+        return Command(goto=END, update=say(f"{exc}\n\n{ASK_FOLDER}"))
     overview = read_overview(project_dir)
     project = {
         "name": raw.get("project_name") or Path(project_dir).name,
@@ -35,6 +54,7 @@ def load_project(state: PipelineState) -> dict[str, Any]:
         **overview,
     }
     update: dict[str, Any] = {
+        "project_dir": project_dir,
         "project": project,
         "architecture": raw.get("architecture"),
         "phase_status": sidecar.phase_status(raw),
@@ -43,7 +63,45 @@ def load_project(state: PipelineState) -> dict[str, Any]:
         restored = _decisions_from_sidecar(raw)
         if restored:
             update["decisions"] = restored
-    return update
+    waiting = (state.get("asking") or {}).get("node")
+    return Command(goto=waiting or "check_skip", update=update)
+
+
+def project_folder(state: PipelineState) -> tuple[str | None, bool]:
+    """(the folder to work on, whether a chat is still looking for it: then a problem is replied to).
+
+    A thread whose project is loaded keeps its folder; before that, the latest user message names
+    it if it names one (so a wrong folder can be corrected in the chat), else `project_dir`."""
+    if state.get("project") and state.get("project_dir"):
+        return state["project_dir"], False
+    said = [m for m in state.get("messages") or [] if getattr(m, "type", "") == "human"]
+    named = folder_named(message_text(said[-1])) if said else None
+    return named or state.get("project_dir") or None, bool(said)
+
+
+_QUOTED = re.compile(r"[`'\"]([^`'\"\n]+)[`'\"]")
+
+
+def folder_named(text: str) -> str | None:
+    """The folder a chat message names: JSON (`{"project_dir": ...}` or a string), a quoted path,
+    or a word that looks like a path (has a slash, starts with ~ or .) or is an existing folder."""
+    text = text.strip()
+    if text.startswith(("{", '"')):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            data = data.get("project_dir") or data.get("project")
+        if isinstance(data, str) and data.strip():
+            return str(Path(data.strip()).expanduser())
+    whole = [text] if text.startswith(("/", "~", ".")) and "\n" not in text else []  # a path with spaces
+    candidates = whole + _QUOTED.findall(text) + text.split()
+    for word in candidates:
+        word = word.strip().strip("`'\"").rstrip(".,;:!?)")
+        if word and ("/" in word or "\\" in word or word.startswith("~") or Path(word).is_dir()):
+            return str(Path(word).expanduser())
+    return None
 
 
 def _decisions_from_sidecar(raw: dict) -> dict[str, dict]:
@@ -61,7 +119,7 @@ def _decisions_from_sidecar(raw: dict) -> dict[str, dict]:
     return out
 
 
-def check_skip(state: PipelineState) -> Command[Literal["ask_architecture", "write_skip_record", "welcome", "menu"]]:
+def check_skip(state: PipelineState) -> Command:
     arch = state.get("architecture")
     status = state.get("phase_status", "pending")
     if arch not in ARCHITECTURES:
@@ -76,6 +134,8 @@ def check_skip(state: PipelineState) -> Command[Literal["ask_architecture", "wri
         return Command(goto="menu", update={"notice": text, **say(text)})
     if arch == "rag-only":
         return Command(goto="write_skip_record")
+    if state.get("insights") is not None:  # a restarted thread: the welcome and the knowledge stage were given
+        return Command(goto=first_open(state))
     return Command(goto="welcome")
 
 
