@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from agent.planning import gpu as gpus
-
 from agent.planning.gpu import estimate_cost, estimate_time, fit_gpus, fits_in, parse_gpu, throughput, training_time_hours
 from agent.planning.plan import plan
 
