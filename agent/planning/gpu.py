@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agent import yamlio
+from agent.planning.memory import CUDA_CONTEXT_GB
 from agent.planning.shapes import derive_shape, module_inputs, shape_from
 
 GPU_CLASSES: tuple[int, ...] = (24, 40, 48, 80, 141)
@@ -159,7 +160,7 @@ def _per_gpu(total_gb: float, replicated_gb: float, count: int) -> float:
 
 def _default_replicated(total_gb: float) -> float:
     # Without a breakdown: CUDA context plus 5% of the job (at most 8 GB) for activations and buffers.
-    return min(total_gb, 1.25 + min(0.05 * total_gb, 8.0))
+    return min(total_gb, CUDA_CONTEXT_GB + min(0.05 * total_gb, 8.0))
 
 
 def _counts():
