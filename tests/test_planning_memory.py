@@ -211,6 +211,17 @@ def test_catalogue_shape_is_used():
     assert big_vocab.breakdown.activations == pytest.approx(small_vocab.breakdown.activations, rel=0.02)
 
 
+def test_gradient_accumulation_keeps_full_fine_tuning_gradients():
+    once = estimate_memory(1.5, "full", 32, seq_len=1024, micro_batch=4, gradient_checkpointing=False)
+    accumulating = estimate_memory(1.5, "full", 32, seq_len=1024, micro_batch=4, gradient_checkpointing=False,
+                                   gradient_accumulation_steps=8)
+    assert accumulating.breakdown.gradients == pytest.approx(6.0, abs=0.01)  # fp32 gradients of 1.5B params
+    assert accumulating.total_gb > once.total_gb + 5.5
+    # Adapter gradients are always counted: accumulation changes nothing for LoRA.
+    lora = estimate_memory(7, "lora", 16)
+    assert estimate_memory(7, "lora", 16, gradient_accumulation_steps=8).total_gb == lora.total_gb
+
+
 def test_terms_follow_the_stack():
     llama3 = find_model("llama-3.1-8b")
     qlora = estimate_memory(llama3.params_b, "qlora", 4, shape=llama3)

@@ -38,6 +38,7 @@ def _estimate_parser() -> argparse.ArgumentParser:
     p.add_argument("--bits", type=int, choices=(4, 8, 16, 32), help="weight bits (default: full 32, lora 16, qlora 4)")
     p.add_argument("--seq-len", type=int, default=2048)
     p.add_argument("--micro-batch", type=int, default=1)
+    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps (keeps full fine-tuning's gradients)")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="default: paged_adamw_32bit for qlora, else adamw")
     p.add_argument("--rank", type=int, default=16, help="LoRA rank")
@@ -74,6 +75,7 @@ def estimate_main(argv: list[str] | None = None) -> int:
             optimizer=optimizer,
             shape=spec,
             dpo=args.dpo,
+            gradient_accumulation_steps=args.grad_accum,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -155,6 +155,7 @@ def estimate_memory(
     adapter_dtype: Literal["fp32", "bf16"] | None = None,
     lora_dropout: float = 0.05,
     precompute_ref_log_probs: bool = False,
+    gradient_accumulation_steps: int = 1,
 ) -> MemoryEstimate:
     """Peak GPU memory of one training job, with a breakdown and the assumptions behind it.
 
@@ -233,6 +234,7 @@ def estimate_memory(
     acts, grads_at_peak, phase = _dynamic_peak(
         shp, method, weight_bits, params, grads, trainable_count, lora_inputs, lora_dropout,
         seq_len, micro_batch * (2 if dpo else 1), gradient_checkpointing, quantized,
+        accumulating=gradient_accumulation_steps > 1,
     )
     sequences = micro_batch * (2 if dpo else 1)
     assumptions.append(
@@ -242,6 +244,9 @@ def estimate_memory(
            else ", no gradient checkpointing (every layer's activations kept)")
         + "; fused SDPA/flash attention; TRL's fused LM head (no full-vocabulary logits); peak in the " + phase
     )
+    if method == "full" and gradient_accumulation_steps > 1:
+        assumptions.append(f"gradient accumulation over {gradient_accumulation_steps} micro-batches: "
+                           "every gradient stays allocated through the next forward and backward")
     if method != "full" and lora_dropout > 0:
         assumptions.append(f"LoRA dropout {lora_dropout:g}: each adapted module keeps its dropout output and mask")
 
@@ -293,6 +298,7 @@ def estimate_memory(
             "dpo": dpo,
             "adapter_dtype": (adapter_dtype or ("bf16" if quantized else "fp32")) if method != "full" else None,
             "lora_dropout": lora_dropout if method != "full" else None,
+            "gradient_accumulation_steps": gradient_accumulation_steps,
             "stack": STACK,
             "shape": {
                 "layers": shp.layers,
@@ -319,6 +325,7 @@ def _dynamic_peak(
     sequences: int,
     checkpointing: bool,
     quantized: bool,
+    accumulating: bool = False,
 ) -> tuple[float, float, str]:
     """(activation bytes at the peak, gradient bytes alive then, which phase) over the step's phases.
 
@@ -346,24 +353,26 @@ def _dynamic_peak(
     # recompute also holds fp32 copies of the down projection's input (peft casts to the adapter dtype).
     fp32_adapters = not full and not quantized
     layer_transient = tokens * max(4 * mlp, 8 * mlp if fp32_adapters else 0) + dequant
-    lora_grads = 0.0 if full else grads
+    # Adapter gradients are small and counted throughout; full fine-tuning's gradients are freed at
+    # each optimizer step (zero_grad(set_to_none=True)) unless gradients accumulate over micro-batches.
+    grads_kept = grads if (not full or accumulating) else 0.0
 
     if checkpointing:
         head = boundaries + head_kept + head_transient
-        if full:
+        if full and not accumulating:
             # Layer inputs are freed as layer gradients appear: at most the larger of the two is alive.
             layer_phase = (max(boundaries - grads, 0.0) + layer + layer_transient, grads)
         else:
-            layer_phase = (boundaries + layer + layer_transient, lora_grads)
+            layer_phase = (boundaries + layer + layer_transient, grads_kept)
     else:
         kept = shp.layers * layer + cast_cache
         head = kept + head_kept + head_transient
-        layer_phase = (kept + layer_transient, lora_grads)
+        layer_phase = (kept + layer_transient, grads_kept)
     phases = {
-        "loss head backward": (head, lora_grads),
+        "loss head backward": (head, grads_kept),
         "layer backward": layer_phase,
         # Full fine-tuning: every gradient plus torch AdamW's foreach temporary (one per parameter, in its dtype).
-        "optimizer step": (grads if full else 0.0, grads if full else lora_grads),
+        "optimizer step": (grads if full else 0.0, grads if full else grads_kept),
     }
     name, (acts, grads_alive) = max(phases.items(), key=lambda kv: kv[1][0] + kv[1][1])
     return acts, grads_alive, name

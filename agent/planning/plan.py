@@ -175,6 +175,7 @@ def plan(
             optimizer=opt,
             shape=spec,
             dpo=stage == "dpo",
+            gradient_accumulation_steps=int(hyper.get("gradient_accumulation_steps") or 1),
         )
         stages.append(StagePlan(stage=stage, memory=est))
     peak = max(stages, key=lambda s: s.memory.total_gb).memory
