@@ -63,3 +63,21 @@ def test_random_plans_never_raise():
                                            "instance_type": rng.choice(["two RTX 3090", "8xH100", "g5.2xlarge", "?"])}
         p = plan(decisions)
         assert p.summary and p.memory.total_gb > 0
+
+
+def test_infrastructure_recommendation_with_oversized_activations():
+    # The reported crash: micro-batch and length whose activations exceed any GPU made
+    # infrastructure_recommend raise "... GB per GPU of activations cannot be sharded".
+    from agent.sections import infrastructure
+    from agent.sections.base import SectionInputs
+
+    decisions = {
+        "base_model": {"model_id": "qwen3-8b", "params_b": 8.19},
+        "training_approach": {"approach": "combined"},
+        "training_data": {"sft_examples": 40000, "dpo_pairs": 5000},
+        "peft": {"method": "lora", "quantization": "none", "r": 16},
+        "hyperparameters": {"batch_size": 64, "max_length": 32768, "num_epochs": 3, "gradient_accumulation_steps": 1},
+    }
+    proposal = infrastructure.recommend(SectionInputs(context="whatever is cheapest", decisions=decisions))
+    assert proposal.fields["instance_type"]
+    assert not plan(decisions).fits
