@@ -86,6 +86,12 @@ def test_fits_in_accounts_for_replicated_memory():
         ("p5.48xlarge", "H100 80GB", 80, 8),
         ("a pair of L40S", "L40S", 48, 2),
         ("16 GB GPU", "16 GB GPU", 16, 1),
+        ("RTX 3090 x 2", "RTX 3090", 24, 2),
+        ("2 x 24GB", "24 GB GPU", 24, 2),
+        ("two 24 GB GPUs", "24 GB GPU", 24, 2),
+        ("8 A100s", "A100 40GB", 40, 8),
+        ("A100 80GB x 4", "A100 80GB", 80, 4),
+        ("One 24 GB GPU (RTX 4090) for training", "RTX 4090", 24, 1),
     ],
 )
 def test_parse_gpu(text, card, memory, count):

@@ -101,14 +101,19 @@ _WORD_COUNTS = {"one": 1, "single": 1, "a pair of": 2, "pair of": 2, "couple of"
 _CARD_PREFIX = r"(?:nvidia\s+)?(?:geforce\s+)?(?:rtx\s*|tesla\s*|quadro\s*)?"
 
 
+_COUNT_PATTERNS = (
+    r"(?:^|[\s(,])(\d+)\s*[x×*]\s*(?=[a-z]|\d+(?:\.\d+)?\s*gi?b)",  # "2x A100", "8xH100", "2 x 24GB" (not "g5.2xlarge")
+    r"(?:[\d)]|\s)[x×*]\s*(\d+)\b(?!\s*gi?b)",  # "A100 x2", "RTX 3090 x 2" (not the x of "rtx")
+    r"\b(\d+)\s+(?:gpus?|cards?|nodes? of)\b",  # "4 GPUs"
+    rf"(?:^|\s)(\d+)\s+{_CARD_PREFIX}[a-z]*\d",  # "2 RTX 3090s", "8 A100s"
+)
+
+
 def _count_in(text: str) -> int | None:
-    # "2x A100", "2 x H100", "8xH100" (not "g5.2xlarge"), "A100 x2", "4 GPUs", "2 RTX 3090s", word counts.
-    m = (re.search(r"(?:^|[\s(,])(\d+)\s*[x×*]\s*(?=[a-z])", text)
-         or re.search(r"[a-z0-9)]\s*[x×*]\s*(\d+)\b(?!\s*gb)", text)
-         or re.search(r"\b(\d+)\s+(?:gpus?|cards?|nodes? of)\b", text)
-         or re.search(rf"(?:^|\s)(\d+)\s+{_CARD_PREFIX}[a-z]*\d", text))
-    if m and 0 < int(m.group(1)) <= 1024:
-        return int(m.group(1))
+    for pattern in _COUNT_PATTERNS:
+        for m in re.finditer(pattern, text):
+            if 0 < int(m.group(1)) <= 1024:
+                return int(m.group(1))
     for word, n in _WORD_COUNTS.items():
         if re.search(rf"\b{word}\b", text):
             return n
