@@ -237,6 +237,10 @@ def test_terms_follow_the_stack():
     # DPO with an adapter: twice the tokens, no reference copy; full fine-tuning DPO loads one.
     dpo = estimate_memory(llama3.params_b, "qlora", 4, shape=llama3, dpo=True)
     assert dpo.breakdown.weights == qlora.breakdown.weights
+    # DPOConfig.disable_dropout (default) leaves the LoRA branches no dropout copies to keep.
+    assert dpo.inputs["lora_dropout"] == 0 and qlora.inputs["lora_dropout"] == 0.05
+    no_dropout = estimate_memory(llama3.params_b, "qlora", 4, shape=llama3, lora_dropout=0.0)
+    assert no_dropout.breakdown.activations < qlora.breakdown.activations
     full = estimate_memory(1.5, "full", 32)
     full_dpo = estimate_memory(1.5, "full", 32, dpo=True)
     assert full_dpo.breakdown.weights == pytest.approx(2 * full.breakdown.weights, abs=0.01)

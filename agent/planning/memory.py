@@ -231,6 +231,10 @@ def estimate_memory(
         assumptions.append("paged optimizer state stays on the GPU while there is room (counted in the total) "
                            "and moves to CPU RAM under pressure (cpu_offload_gb; min_gb is the peak without it)")
 
+    if dpo and method != "full" and lora_dropout > 0:
+        # DPOConfig.disable_dropout (default True) sets every dropout, LoRA's included, to p=0.
+        lora_dropout = 0.0
+        assumptions.append("DPO disables dropout (TRL's default): LoRA branches share their module's input")
     acts, grads_at_peak, phase = _dynamic_peak(
         shp, method, weight_bits, params, grads, trainable_count, lora_inputs, lora_dropout,
         seq_len, micro_batch * (2 if dpo else 1), gradient_checkpointing, quantized,
