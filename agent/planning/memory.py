@@ -236,7 +236,7 @@ def estimate_memory(
         lora_dropout = 0.0
         assumptions.append("DPO disables dropout (TRL's default): LoRA branches share their module's input")
     acts, grads_at_peak, phase = _dynamic_peak(
-        shp, method, weight_bits, params, grads, trainable_count, lora_inputs, lora_dropout,
+        shp, method, weight_bits, params, grads, lora_inputs, lora_dropout,
         seq_len, micro_batch * (2 if dpo else 1), gradient_checkpointing, quantized,
         accumulating=gradient_accumulation_steps > 1,
     )
@@ -322,7 +322,6 @@ def _dynamic_peak(
     weight_bits: int,
     params: float,
     grads: float,
-    trainable_count: float,
     lora_inputs: list[int],
     lora_dropout: float,
     seq_len: int,
@@ -333,7 +332,8 @@ def _dynamic_peak(
 ) -> tuple[float, float, str]:
     """(activation bytes at the peak, gradient bytes alive then, which phase) over the step's phases.
 
-    The phases: backward through the loss head (all kept activations alive, no layer gradients
+    The phases: the end of the forward pass (fp32 weights: the autocast cache of bf16 copies),
+    backward through the loss head (all kept activations alive, no layer gradients
     yet), backward through a recomputed layer (checkpointing: layer inputs plus one layer), and
     the optimizer step (full fine-tuning: every gradient plus foreach temporaries).
     """
@@ -354,15 +354,21 @@ def _dynamic_peak(
     head_grad = shp.vocab * h * (4 + (2 if weight_bits == 16 else 0)) if full else 0.0
     head_transient = tile + tokens * h * 4 + head_grad
     # Backward through one layer: two MLP-wide gradients at a time; with fp32 adapters the
-    # recompute also holds fp32 copies of the down projection's input (peft casts to the adapter dtype).
+    # recompute also holds an fp32 copy of the down projection's input (peft casts it to the
+    # adapter dtype) and, with dropout, its fp32 dropout output.
     fp32_adapters = not full and not quantized
-    layer_transient = tokens * max(4 * mlp, 8 * mlp if fp32_adapters else 0) + dequant
+    fp32_copies = (8 if lora_dropout > 0 else 4) * mlp if fp32_adapters else 0
+    layer_transient = tokens * max(4 * mlp, fp32_copies) + dequant
     # Adapter gradients are small and counted throughout; full fine-tuning's gradients are freed at
     # each optimizer step (zero_grad(set_to_none=True)) unless gradients accumulate over micro-batches.
     grads_kept = grads if (not full or accumulating) else 0.0
 
+    phases: dict[str, tuple[float, float]] = {}
     if checkpointing:
         head = boundaries + head_kept + head_transient
+        if cast_cache:
+            # The autocast cache holds every bf16 weight copy until the forward pass leaves autocast.
+            phases["end of forward"] = (boundaries + cast_cache + head_kept + tile, grads_kept)
         if full and not accumulating:
             # Layer inputs are freed as layer gradients appear: at most the larger of the two is alive.
             layer_phase = (max(boundaries - grads, 0.0) + layer + layer_transient, grads)
@@ -372,7 +378,7 @@ def _dynamic_peak(
         kept = shp.layers * layer + cast_cache
         head = kept + head_kept + head_transient
         layer_phase = (kept + layer_transient, grads_kept)
-    phases = {
+    phases |= {
         "loss head backward": (head, grads_kept),
         "layer backward": layer_phase,
         # Full fine-tuning: every gradient plus torch AdamW's foreach temporary (one per parameter, in its dtype).
