@@ -204,6 +204,8 @@ def estimate_memory(
         targets = expand_targets(shp, target_modules)
         widths = module_inputs(shp)
         lora_inputs = [widths.get(t) or widths.get(t.rsplit(".", 1)[-1]) or shp.hidden for t in targets]
+        if shp.num_experts > 1:  # each token passes through experts_per_token experts' adapters
+            lora_inputs = [w * (shp.experts_per_token if t in ("w1", "w2", "w3") else 1) for t, w in zip(targets, lora_inputs)]
         if not target_modules:
             assumptions.append("target modules not given: all linear layers assumed (more than peft's own default adapts)")
         if unknown:
