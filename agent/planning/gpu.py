@@ -20,7 +20,6 @@ from datetime import date
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-
 from typing import Any
 
 from pydantic import BaseModel, Field
