@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from agent.planning.cli import estimate_main, export_main, read_decisions
@@ -87,3 +88,35 @@ def test_export_without_decisions_fails_cleanly(project_copy, tmp_path, capsys):
     assert export_main(["--project", str(project), "--format", "axolotl"]) == 2
     assert "decide" in capsys.readouterr().err
     assert export_main(["--project", str(tmp_path / "nowhere"), "--format", "trl"]) == 2
+
+
+def test_estimate_on_a_named_gpu_reports_fit_speed_and_hours(capsys):
+    assert estimate_main(["--model", "qwen2.5-7b", "--method", "qlora", "--seq-len", "8192", "--micro-batch", "2",
+                          "--gpu", "H200", "--examples", "10000", "--epochs", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    gpu = out["gpu"]
+    assert gpu["card"] == "H200" and gpu["count"] == 1 and gpu["fits"]
+    assert 5000 < gpu["tokens_per_second"] < 11000  # measured 7,799 tokens/s on an H200
+    tokens = 10000 * 8192 * 2
+    assert gpu["hours"] == pytest.approx(tokens / gpu["tokens_per_second"] / 3600, rel=0.01)
+    assert "TRL 1.16" in " ".join(out["assumptions"])
+
+
+def test_estimate_gpu_text_forms(capsys):
+    assert estimate_main(["--model", "llama-3.1-8b", "--method", "lora", "--seq-len", "4096", "--micro-batch", "4",
+                          "--gpu", "RTX 4090"]) == 0
+    text = capsys.readouterr().out
+    assert "on 1x RTX 4090: does NOT fit" in text and "tokens/s" in text
+    assert estimate_main(["--model", "llama-3.1-8b", "--method", "qlora", "--gpu", "2x A100 80GB",
+                          "--examples", "5000", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["gpu"]["count"] == 2 and out["gpu"]["fits"] and out["gpu"]["hours"] > 0
+    assert estimate_main(["--params", "7", "--method", "qlora", "--gpu", "a big computer"]) == 2
+    assert "no GPU recognised" in capsys.readouterr().err
+
+
+def test_estimate_when_nothing_fits_says_so(capsys):
+    assert estimate_main(["--params", "70", "--method", "full", "--seq-len", "131072", "--micro-batch", "64",
+                          "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["fit"]["count"] is None and "no GPU holds" in out["fit"]["note"]

@@ -1,20 +1,23 @@
-"""Memory estimator: components, inputs that must move the estimate, and calibration against
-the published figures in reference/vram-published.csv.
+"""Memory estimator: the measured H200 runs, published figures, components, and inputs that must move it.
 
-Conditions assumed for each source (the sources do not state them; these are our reading):
-- llamafactory_readme (`estimate`): its figures scale almost exactly with size, leaving little
-  room for activations, so we read them as short sequences: seq_len 512, micro-batch 1, gradient
-  checkpointing on, LLaMA-Factory's LoRA defaults (rank 8, all linear layers), torch AdamW.
-- unsloth_requirements (`min`): Unsloth's notebook defaults: seq_len 2048, micro-batch 2,
-  gradient checkpointing on, rank 16 on all linear layers, 8-bit AdamW. Our plain-HF estimate
-  must never fall below these lower bounds (Unsloth's kernels use less than plain HF).
-- qlora_paper (`fits`): the Guanaco 65B recipe: LLaMA-65B shape, NF4 with double quantization,
-  rank 64 on all linear layers with bf16 adapters, 512-token targets, micro-batch 1, gradient
-  checkpointing, paged 32-bit AdamW; it must fit 48 GB.
-- qlora_paper (`lower_bound`, 65B 16-bit > 780 GB): that figure assumes 32-bit Adam state on
-  16-bit weights (12 B/param). Our "full, 16-bit" follows torch AdamW on bf16 weights (moments in
-  bf16, as LLaMA-Factory's pure_bf16 row implies), so we check the bound against our mixed-
-  precision estimate (fp32 master weights and state), the configuration that contains it.
+Measured runs (reference/gpu-measured.csv): every row within 15% of nvidia-smi's peak and never below.
+
+Published figures (reference/vram-published.csv); conditions assumed for each source (the sources
+do not state them; these are our reading):
+- llamafactory_readme (`estimate`): short sequences (512 tokens, micro-batch 1, gradient
+  checkpointing), LLaMA-Factory's LoRA defaults (rank 8, all linear layers), torch AdamW. Its full
+  fine-tuning rows count little beyond weights, gradients and optimizer state, so our model (which
+  adds the optimizer step's foreach temporary, the CUDA context and the allocator reserve) sits up
+  to ~30% above them; adapters sit within ~20% either side.
+- unsloth_requirements (`min`): Unsloth's notebook defaults (2048 tokens, micro-batch 2, gradient
+  checkpointing, rank 16 on all linear layers, 8-bit AdamW). Plain Hugging Face needs at least that
+  (within rounding), and Unsloth reports using well under half of what it does, so an estimate
+  between 0.95x and 2x of the minimum is sensible.
+- qlora_paper (`fits`): the Guanaco 65B recipe (LLaMA-65B shape, NF4 with double quantization, rank 64
+  on all linear layers with bf16 adapters, 512 tokens, micro-batch 1, gradient checkpointing, paged
+  32-bit AdamW) fits 48 GB once the paged optimizer state moves to CPU RAM (`min_gb`).
+- qlora_paper (`lower_bound`, 65B 16-bit > 780 GB): 16-bit weights and gradients with 32-bit Adam
+  state (12 B/param), which our 16-bit full fine-tuning with paged_adamw_32bit state represents.
 """
 
 from __future__ import annotations
@@ -29,7 +32,23 @@ from agent.planning.shapes import derive_shape, lora_param_count, shape_from
 from tests.conftest import SHARED
 
 PUBLISHED = SHARED / "reference" / "vram-published.csv"
-TOLERANCE = 0.35
+ESTIMATE_BAND = {"full": (-0.05, 0.32), "lora": (-0.20, 0.20), "qlora": (-0.20, 0.20)}
+MIN_BAND = (0.95, 2.0)
+MEASURED = SHARED / "reference" / "gpu-measured.csv"
+# Each measured model's published architecture (config.json), as the measurement built it.
+MEASURED_SHAPES = {
+    "Qwen/Qwen2.5-7B": dict(layers=28, hidden=3584, intermediate=18944, vocab=152064, num_heads=28, num_kv_heads=4,
+                            family="qwen2"),
+    "meta-llama/Llama-3.1-8B": dict(layers=32, hidden=4096, intermediate=14336, vocab=128256, num_heads=32,
+                                    num_kv_heads=8, family="llama"),
+    "mistralai/Mistral-7B-v0.1": dict(layers=32, hidden=4096, intermediate=14336, vocab=32000, num_heads=32,
+                                      num_kv_heads=8, family="mistral"),
+    "Qwen/Qwen2.5-0.5B": dict(layers=24, hidden=896, intermediate=4864, vocab=151936, num_heads=14, num_kv_heads=2,
+                              family="qwen2", tie_word_embeddings=True),
+    "Qwen/Qwen3-8B-Base": dict(layers=36, hidden=4096, intermediate=12288, vocab=151936, num_heads=32, num_kv_heads=8,
+                               head_dim=128, family="qwen3"),
+}
+OPTIMIZER_NAMES = {"adamw_torch": "adamw"}
 
 LLAMAFACTORY = dict(lora_rank=8, target_modules=None, seq_len=512, micro_batch=1, gradient_checkpointing=True, optimizer="adamw")
 UNSLOTH = dict(lora_rank=16, target_modules=None, seq_len=2048, micro_batch=2, gradient_checkpointing=True, optimizer="adamw_8bit")
@@ -50,6 +69,41 @@ def _estimate(row, weight_bits=None, **over):
     return estimate_memory(float(row["model_params_b"]), row["method"], bits, **cond)
 
 
+def measured_rows():
+    with MEASURED.open(encoding="utf-8") as fh:
+        return list(csv.DictReader(line for line in fh if not line.startswith("#")))
+
+
+def estimate_measured(row):
+    method = row["method"]
+    return estimate_memory(
+        int(row["params"]) / 1e9, method, {"qlora": 4, "lora": 16, "full": 32}[method],
+        lora_rank=int(row["lora_r"] or 16), seq_len=int(row["seq_len"]), micro_batch=int(row["micro_batch"]),
+        gradient_checkpointing=row["gradient_checkpointing"] == "on",
+        optimizer=OPTIMIZER_NAMES.get(row["optimizer"], row["optimizer"]),
+        shape=MEASURED_SHAPES[row["model"]], dpo=row["trainer"] == "dpo",
+    )
+
+
+def test_measured_h200_runs_within_15_percent_and_never_below(capsys):
+    rows = measured_rows()
+    assert len(rows) >= 5
+    lines, failures = [], []
+    for row in rows:
+        measured = float(row["peak_gpu_gb_nvidia_smi"])
+        est = estimate_measured(row)
+        diff = est.total_gb / measured - 1
+        ok = 0 <= diff <= 0.15
+        lines.append(f"{row['model']:<27}{row['method']:<6}{row['trainer']:<4}{row['seq_len']:>6} x{row['micro_batch']:<2}"
+                     f"{row['gradient_checkpointing']:<4}{est.total_gb:>9.2f}{measured:>9.2f} {diff:>+7.1%}  {'ok' if ok else 'FAIL'}")
+        if not ok:
+            failures.append(lines[-1])
+    with capsys.disabled():
+        print("\nmodel                      method tr   tokens x mb GC   estimate measured  error")
+        print("\n".join(lines))
+    assert not failures, "\n".join(failures)
+
+
 def test_calibration_against_published_figures(capsys):
     rows = _rows()
     assert rows, "vram-published.csv is empty"
@@ -58,16 +112,18 @@ def test_calibration_against_published_figures(capsys):
         published = float(row["gb"])
         kind = row["kind"]
         if kind == "lower_bound":
-            est = _estimate(row, weight_bits=32, optimizer="adamw", lora_rank=16, shape=LLAMA_65B)
+            est = _estimate(row, optimizer="paged_adamw_32bit", lora_rank=16, shape=LLAMA_65B)
+            assert est.weight_bits == 16
             ok = est.total_gb > published
         else:
             est = _estimate(row)
             if kind == "estimate":
-                ok = abs(est.total_gb - published) <= TOLERANCE * published
+                low, high = ESTIMATE_BAND[row["method"]]
+                ok = low <= est.total_gb / published - 1 <= high
             elif kind == "min":
-                ok = est.total_gb >= published
+                ok = MIN_BAND[0] * published <= est.total_gb <= MIN_BAND[1] * published
             elif kind == "fits":
-                ok = est.total_gb <= published
+                ok = est.min_gb <= published
             else:
                 pytest.fail(f"unknown kind {kind!r}")
         diff = est.total_gb / published - 1
@@ -85,11 +141,11 @@ def test_calibration_against_published_figures(capsys):
 
 def test_65b_qlora_with_paged_optimizer_fits_48gb():
     est = estimate_memory(65, "qlora", 4, **QLORA_65B)
-    assert est.total_gb <= 48
-    assert est.breakdown.optimizer_states == 0 and est.cpu_offload_gb > 0
+    assert est.min_gb <= 48 < est.total_gb  # fits once the paged state moves to CPU RAM
+    assert est.cpu_offload_gb == est.breakdown.optimizer_states > 0
     # With peft's default fp32 adapters and an unpaged AdamW, the 800M adapter parameters' state no longer fits.
     unpaged = estimate_memory(65, "qlora", 4, **{**QLORA_65B, "optimizer": "adamw", "adapter_dtype": "fp32"})
-    assert unpaged.total_gb > 48
+    assert unpaged.min_gb > 48
 
 
 def test_breakdown_sums_to_total():
@@ -145,10 +201,50 @@ def test_catalogue_shape_is_used():
     llama3 = find_model("llama-3.1-8b")
     est = estimate_memory(llama3.params_b, "qlora", 4, shape=llama3)
     assert est.inputs["shape"]["vocab"] == 128256 and not est.inputs["shape"]["derived"]
-    # A 128K vocabulary makes the bf16 embeddings/head and the logits much bigger than a 32K one.
+    # A 128K vocabulary makes the bf16 embeddings/head much bigger than a 32K one...
     derived = estimate_memory(llama3.params_b, "qlora", 4)
     assert est.breakdown.weights > derived.breakdown.weights
-    assert est.breakdown.activations > derived.breakdown.activations
+    # ...but not the activations: TRL's fused LM head never materialises (tokens x vocabulary) logits.
+    small_vocab = estimate_memory(llama3.params_b, "qlora", 4, shape={**llama3.model_dump(), "vocab_size": 32000},
+                                  seq_len=8192, micro_batch=2)
+    big_vocab = estimate_memory(llama3.params_b, "qlora", 4, shape=llama3, seq_len=8192, micro_batch=2)
+    assert big_vocab.breakdown.activations == pytest.approx(small_vocab.breakdown.activations, rel=0.02)
+
+
+def test_gradient_accumulation_keeps_full_fine_tuning_gradients():
+    once = estimate_memory(1.5, "full", 32, seq_len=1024, micro_batch=4, gradient_checkpointing=False)
+    accumulating = estimate_memory(1.5, "full", 32, seq_len=1024, micro_batch=4, gradient_checkpointing=False,
+                                   gradient_accumulation_steps=8)
+    assert accumulating.breakdown.gradients == pytest.approx(6.0, abs=0.01)  # fp32 gradients of 1.5B params
+    assert accumulating.total_gb > once.total_gb + 5.5
+    # Adapter gradients are always counted: accumulation changes nothing for LoRA.
+    lora = estimate_memory(7, "lora", 16)
+    assert estimate_memory(7, "lora", 16, gradient_accumulation_steps=8).total_gb == lora.total_gb
+
+
+def test_terms_follow_the_stack():
+    llama3 = find_model("llama-3.1-8b")
+    qlora = estimate_memory(llama3.params_b, "qlora", 4, shape=llama3)
+    lora = estimate_memory(llama3.params_b, "lora", 16, shape=llama3)
+    # TRL casts adapters on a quantized base to bf16; peft keeps them fp32 on a bf16 base.
+    assert qlora.inputs["adapter_dtype"] == "bf16" and lora.inputs["adapter_dtype"] == "fp32"
+    assert lora.breakdown.trainable_params == pytest.approx(2 * qlora.breakdown.trainable_params, abs=0.02)
+    assert any("TRL 1.16" in a for a in qlora.assumptions) and qlora.inputs["stack"]
+    # Activations with checkpointing grow linearly with tokens (layer inputs + one recomputed layer).
+    short = estimate_memory(llama3.params_b, "qlora", 4, shape=llama3, seq_len=4096)
+    long = estimate_memory(llama3.params_b, "qlora", 4, shape=llama3, seq_len=8192)
+    assert long.breakdown.activations == pytest.approx(2 * short.breakdown.activations, rel=0.1)
+    # DPO with an adapter: twice the tokens, no reference copy; full fine-tuning DPO loads one.
+    dpo = estimate_memory(llama3.params_b, "qlora", 4, shape=llama3, dpo=True)
+    assert dpo.breakdown.weights == qlora.breakdown.weights
+    # DPOConfig.disable_dropout (default) leaves the LoRA branches no dropout copies to keep.
+    assert dpo.inputs["lora_dropout"] == 0 and qlora.inputs["lora_dropout"] == 0.05
+    no_dropout = estimate_memory(llama3.params_b, "qlora", 4, shape=llama3, lora_dropout=0.0)
+    assert no_dropout.breakdown.activations < qlora.breakdown.activations
+    full = estimate_memory(1.5, "full", 32)
+    full_dpo = estimate_memory(1.5, "full", 32, dpo=True)
+    assert full_dpo.breakdown.weights == pytest.approx(2 * full.breakdown.weights, abs=0.01)
+    assert estimate_memory(1.5, "full", 32, dpo=True, precompute_ref_log_probs=True).breakdown.weights == full.breakdown.weights
 
 
 def test_lora_parameter_count_matches_known_value():

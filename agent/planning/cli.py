@@ -38,11 +38,15 @@ def _estimate_parser() -> argparse.ArgumentParser:
     p.add_argument("--bits", type=int, choices=(4, 8, 16, 32), help="weight bits (default: full 32, lora 16, qlora 4)")
     p.add_argument("--seq-len", type=int, default=2048)
     p.add_argument("--micro-batch", type=int, default=1)
+    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps (keeps full fine-tuning's gradients)")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="default: paged_adamw_32bit for qlora, else adamw")
     p.add_argument("--rank", type=int, default=16, help="LoRA rank")
     p.add_argument("--target-modules", help="comma-separated; default all linear layers")
     p.add_argument("--dpo", action="store_true", help="DPO: chosen and rejected sequences per example")
+    p.add_argument("--gpu", help='GPUs to run on: "H200", "RTX 4090", "2x A100 80GB", "g5.2xlarge"')
+    p.add_argument("--examples", type=int, help="training examples (DPO: pairs), for the training time")
+    p.add_argument("--epochs", type=float, default=1.0, help="epochs, for the training time (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
     return p
 
@@ -71,15 +75,29 @@ def estimate_main(argv: list[str] | None = None) -> int:
             optimizer=optimizer,
             shape=spec,
             dpo=args.dpo,
+            gradient_accumulation_steps=args.grad_accum,
         )
-        cls, count = gpus.fit_gpus(est.total_gb, replicated_gb(est))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    stated = gpus.parse_gpu(args.gpu) if args.gpu else None
+    if args.gpu and stated is None:
+        print(f"error: no GPU recognised in {args.gpu!r} (try a card such as \"RTX 4090\", \"2x A100 80GB\" "
+              "or an instance type such as \"g5.2xlarge\")", file=sys.stderr)
+        return 2
+    if args.examples is not None and (args.examples < 0 or args.epochs <= 0):
+        print("error: --examples must be 0 or more and --epochs above 0", file=sys.stderr)
+        return 2
+    rep = replicated_gb(est)
     result = est.model_dump()
     result["model"] = spec.key if spec else None
-    result["fit"] = {"gpu_class_gb": cls, "count": count, "gpus": gpus.describe_fit(cls, count),
-                     "note": gpus.SHARDING_NOTE if count > 1 else ""}
+    fit = gpus.fit_gpus(est.total_gb, rep)
+    result["fit"] = ({"gpu_class_gb": fit[0], "count": fit[1], "gpus": gpus.describe_fit(*fit),
+                      "note": gpus.SHARDING_NOTE if fit[1] > 1 else ""} if fit else
+                     {"gpu_class_gb": None, "count": None, "gpus": None,
+                      "note": f"no GPU holds the {rep:.0f} GB every GPU needs: shorten the sequence or the micro-batch"})
+    run_on = _run_on(args, est, spec, params_b, stated, fit)
+    result["gpu"] = run_on
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -89,12 +107,48 @@ def estimate_main(argv: list[str] | None = None) -> int:
     for label, value in (("weights", b.weights), ("trainable params", b.trainable_params), ("gradients", b.gradients),
                          ("optimizer states", b.optimizer_states), ("activations", b.activations), ("overhead", b.overhead)):
         print(f"  {label:<18}{value:>9.2f} GB")
-    print(f"  {'total':<18}{est.total_gb:>9.2f} GB" + (f"  (+{est.cpu_offload_gb:.2f} GB paged to CPU)" if est.cpu_offload_gb else ""))
-    print(f"fits: {gpus.describe_fit(cls, count)}")
+    print(f"  {'total':<18}{est.total_gb:>9.2f} GB"
+          + (f"  ({est.cpu_offload_gb:.2f} GB paged optimizer state can move to CPU RAM: {est.min_gb:.2f} GB without it)"
+             if est.cpu_offload_gb else ""))
+    print(f"smallest fit: {result['fit']['gpus'] or result['fit']['note']}")
+    if run_on:
+        verdict = "fits" if run_on["fits"] else "does NOT fit"
+        print(f"on {run_on['gpus']}: {verdict} ({run_on['per_gpu_gb']:.1f} GB per GPU of {run_on['memory_gb']:g} GB); "
+              f"about {run_on['tokens_per_second']:,.0f} tokens/s")
+        if run_on.get("hours") is not None:
+            print(f"training time: about {run_on['hours']:.1f} hours for {args.examples:,} "
+                  f"{'pairs' if args.dpo else 'examples'} x {args.epochs:g} epoch(s) "
+                  f"(range {run_on['low_hours']:.1f}-{run_on['high_hours']:.1f})")
     print("assumptions:")
-    for a in est.assumptions:
+    for a in est.assumptions + (run_on["assumptions"] if run_on else []):
         print(f"  - {a}")
     return 0
+
+
+def _run_on(args, est, spec, params_b: float, stated: gpus.GpuSpec | None, fit: tuple[int, int] | None) -> dict | None:
+    """Fit, tokens/s and hours on the named GPUs, or on the smallest fit when only --examples is given."""
+    if stated is None and (args.examples is None or fit is None):
+        return None
+    if stated is None:
+        ref = gpus.reference_card(fit[0])
+        stated = gpus.GpuSpec(card=ref["name"], memory_gb=ref["memory_gb"], count=fit[1], bf16_tflops=ref["bf16_tflops"])
+    rep = replicated_gb(est)
+    active = spec.active_params_b if spec and spec.active_params_b else params_b
+    t = gpus.estimate_time(
+        args.examples or 0, args.seq_len, args.epochs, active, args.method, gpus.gpu_class_for(stated.memory_gb),
+        stated.count, card_name=stated.card if stated.bf16_tflops else None,
+        gradient_checkpointing=args.gradient_checkpointing, dpo=args.dpo, micro_batch=args.micro_batch, shape=spec,
+    )
+    per_gpu = est.total_gb if stated.count == 1 else (est.total_gb - min(rep, est.total_gb)) / stated.count + min(rep, est.total_gb)
+    return {
+        "gpus": stated.label, "card": stated.card, "count": stated.count, "memory_gb": stated.memory_gb,
+        "per_gpu_gb": round(per_gpu, 2), "fits": gpus.fits_in(est.total_gb, stated.memory_gb, stated.count, rep),
+        "tokens_per_second": t.tokens_per_second,
+        "hours": t.hours if args.examples is not None else None,
+        "low_hours": t.low_hours if args.examples is not None else None,
+        "high_hours": t.high_hours if args.examples is not None else None,
+        "throughput_card": t.card, "assumptions": t.assumptions,
+    }
 
 
 # ---------------------------------------------------------------- export

@@ -1,7 +1,9 @@
 """GPU sizing, training time and cost.
 
 - `fit_gpus`: the smallest GPU class that holds a job, or a sharded multi-GPU layout.
-- `training_time_hours`: from training FLOPs, a card's BF16 peak and an assumed utilisation.
+- `parse_gpu`: GPUs named in free text or a cloud instance type, from the catalogue in data/gpus.yaml.
+- `throughput` / `estimate_time`: tokens/s from training FLOPs, a card's BF16 peak, achievable
+  utilisation and the host's launch floor, measured on an H200 (reference/gpu-measured.csv).
 - `estimate_cost`: hours x GPUs x an hourly price from a dated price file.
 
 Memory totals are in decimal GB (see memory.py) and are compared with a card's nominal size
@@ -18,9 +20,13 @@ from datetime import date
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
 
 from agent import yamlio
-from pydantic import BaseModel, Field
+from agent.planning.memory import CUDA_CONTEXT_GB
+from agent.planning.shapes import derive_shape, module_inputs, shape_from
 
 GPU_CLASSES: tuple[int, ...] = (24, 40, 48, 80, 141)
 MULTI_GPU_CLASS = 80  # multi-GPU nodes are most commonly rented as 8x A100/H100 80 GB
@@ -32,18 +38,24 @@ SHARDING_NOTE = (
     "are needed on every GPU. Counts are rounded to 1, 2, 4, 8, then whole 8-GPU nodes."
 )
 
-# Model FLOPs utilisation assumed for time estimates (share of the card's BF16 peak achieved).
-# Hugging Face Trainer with fused attention typically reaches 30-45% on A100/H100; QLoRA pays
-# for dequantizing every weight in forward and backward.
-MFU = {"full": 0.35, "lora": 0.35, "qlora": 0.25}
+# Throughput model (see `throughput`). Figures measured on an H200 with the stack in memory.STACK
+# (reference/gpu-measured.csv): the 16K-token QLoRA step there reaches 41% of the dense BF16 peak;
+# small steps are bound by the host launching kernels, about 0.8 ms per adapted linear-layer call
+# for QLoRA (bitsandbytes dequantization + peft's Python), less for LoRA and plain layers.
+ACHIEVABLE_MFU = 0.40  # share of the datasheet dense BF16 peak that training matmuls reach end to end
+HOST_S_PER_LINEAR_CALL = {"qlora": 0.8e-3, "lora": 0.3e-3, "full": 0.05e-3}
+STEP_OVERHEAD_S = 0.1  # per optimizer step: collation, metric synchronisation, optimizer launch
+DEQUANT_BYTES_PER_PARAM = 4.5  # read 4-bit codes, write and read back a bf16 copy, per pass
 MULTI_GPU_EFFICIENCY = 0.9  # communication overhead when sharding across GPUs
 
 THROUGHPUT_ASSUMPTIONS = (
     "Training FLOPs per token: full fine-tuning 6N (forward 2N, backward 4N); LoRA/QLoRA 4N "
     "(frozen weights need input gradients but no weight gradients); gradient checkpointing adds "
-    "a forward (2N); DPO runs chosen and rejected sequences and a reference forward (2N each). "
-    "N counts active parameters. Utilisation of the card's BF16 peak: full and LoRA 35%, QLoRA "
-    "25%; multi-GPU efficiency 90%. Every example is assumed to fill the sequence length."
+    "a forward (2N); DPO adds the reference forward (2N) on chosen and rejected sequences; causal "
+    "attention adds 2 x seq_len x attention width per layer and pass. N counts the matmul "
+    "parameters (active ones for mixture-of-experts). QLoRA also moves each 4-bit weight through a "
+    "bf16 copy per pass (memory bandwidth). A step takes the larger of GPU time and host launch "
+    "time, plus a fixed step overhead; every example is assumed to fill the sequence length."
 )
 
 
@@ -76,30 +88,48 @@ class GpuSpec(BaseModel):
     count: int
     bf16_tflops: float | None = None
     instance: str | None = None
+    memory_bw_gbs: float | None = Field(None, description="Memory bandwidth per GPU, GB/s")
+
+    @property
+    def label(self) -> str:
+        return f"{self.count}x {self.card}" + (f" ({self.instance})" if self.instance else "")
 
 
-_WORD_COUNTS = {"one": 1, "two": 2, "four": 4, "eight": 8, "single": 1, "dual": 2, "quad": 4}
+_WORD_COUNTS = {"one": 1, "single": 1, "a pair of": 2, "pair of": 2, "couple of": 2, "two": 2, "dual": 2, "twin": 2,
+                "three": 3, "four": 4, "quad": 4, "six": 6, "eight": 8, "sixteen": 16}
+_CARD_PREFIX = r"(?:nvidia\s+)?(?:geforce\s+)?(?:rtx\s*|tesla\s*|quadro\s*)?"
+
+
+_COUNT_PATTERNS = (
+    r"(?:^|[\s(,])(\d+)\s*[x×*]\s*(?=[a-z]|\d+(?:\.\d+)?\s*gi?b)",  # "2x A100", "8xH100", "2 x 24GB" (not "g5.2xlarge")
+    r"(?:[\d)]|\s)[x×*]\s*(\d+)\b(?!\s*gi?b)",  # "A100 x2", "RTX 3090 x 2" (not the x of "rtx")
+    r"\b(\d+)\s+(?:gpus?|cards?|nodes? of)\b",  # "4 GPUs"
+    rf"(?:^|\s)(\d+)\s+{_CARD_PREFIX}[a-z]*\d",  # "2 RTX 3090s", "8 A100s"
+)
 
 
 def _count_in(text: str) -> int | None:
-    # "2x A100", "2 x H100" (not "g5.2xlarge"), or "A100 x2".
-    m = re.search(r"(?:^|\s)(\d+)\s*[x×*]\s*(?=[a-z])", text) or re.search(r"\s[x×]\s*(\d+)\b", text)
-    if m:
-        return int(m.group(1))
-    m = re.search(r"\b(\d+)\s+(?:gpus?|cards?)\b", text) or re.search(r"\b(\d+)\s+(?:nvidia\s+)?[a-z]*\d", text)
-    if m and int(m.group(1)) <= 64:
-        return int(m.group(1))
+    for pattern in _COUNT_PATTERNS:
+        for m in re.finditer(pattern, text):
+            if 0 < int(m.group(1)) <= 1024:
+                return int(m.group(1))
     for word, n in _WORD_COUNTS.items():
         if re.search(rf"\b{word}\b", text):
             return n
     return None
 
 
+def _spec(c: dict, count: int, instance: str | None = None) -> GpuSpec:
+    return GpuSpec(card=c["name"], memory_gb=c["memory_gb"], count=count, bf16_tflops=c["bf16_tflops"],
+                   instance=instance, memory_bw_gbs=c.get("memory_bw_gbs"))
+
+
 def parse_gpu(instance_type: str, gpu_count: int | None = None) -> GpuSpec | None:
-    """Read a GPU from an instance type ("g5.2xlarge", "ml.p4d.24xlarge") or text ("2x A100 80GB").
+    """Read GPUs from an instance type ("g5.2xlarge", "ml.p4d.24xlarge") or text ("2x A100 80GB", "dual 4090s").
 
     An instance type fixes the count; free text uses `gpu_count` when above 1, else a count
-    written in the text. Returns None when no card or memory size can be recognised.
+    written in the text ("two", "4 x", "8xH100"), else 1. A size without a known card ("one 24 GB
+    GPU") gives a generic card of that size. Returns None when nothing can be recognised.
     """
     text = (instance_type or "").strip().lower()
     if not text:
@@ -109,16 +139,21 @@ def parse_gpu(instance_type: str, gpu_count: int | None = None) -> GpuSpec | Non
         name = token[3:] if token.startswith("ml.") else token
         if name in instances:
             inst = instances[name]
-            c = card(inst["card"])
-            return GpuSpec(card=c["name"], memory_gb=c["memory_gb"], count=inst["count"],
-                           bf16_tflops=c["bf16_tflops"], instance=token)
+            return _spec(card(inst["card"]), inst["count"], instance=token)
     count = gpu_count if gpu_count and gpu_count > 1 else (_count_in(text) or gpu_count or 1)
+    sized = re.search(r"(\d+(?:\.\d+)?)\s*gi?b\b", text)
     for c in _gpu_data()["cards"]:
         if re.search(c["match"], text):
-            return GpuSpec(card=c["name"], memory_gb=c["memory_gb"], count=count, bf16_tflops=c["bf16_tflops"])
-    m = re.search(r"(\d+(?:\.\d+)?)\s*gb", text)
-    if m:
-        return GpuSpec(card=f"{m.group(1)} GB GPU", memory_gb=float(m.group(1)), count=count)
+            spec = _spec(c, count)
+            # "A100 40GB" vs "80GB": a stated size picks the matching variant of the same card family.
+            if sized and float(sized.group(1)) != c["memory_gb"]:
+                family = c["name"].split()[0]
+                for other in _gpu_data()["cards"]:
+                    if other["name"].split()[0] == family and other["memory_gb"] == float(sized.group(1)):
+                        return _spec(other, count)
+            return spec
+    if sized:
+        return GpuSpec(card=f"{sized.group(1)} GB GPU", memory_gb=float(sized.group(1)), count=count)
     return None
 
 
@@ -129,7 +164,7 @@ def _per_gpu(total_gb: float, replicated_gb: float, count: int) -> float:
 
 def _default_replicated(total_gb: float) -> float:
     # Without a breakdown: CUDA context plus 5% of the job (at most 8 GB) for activations and buffers.
-    return min(total_gb, 1.25 + min(0.05 * total_gb, 8.0))
+    return min(total_gb, CUDA_CONTEXT_GB + min(0.05 * total_gb, 8.0))
 
 
 def _counts():
@@ -157,11 +192,13 @@ def gpus_needed(total_gb: float, gpu_class: float, replicated_gb: float | None =
     return None
 
 
-def fit_gpus(total_gb: float, replicated_gb: float | None = None) -> tuple[int, int]:
+def fit_gpus(total_gb: float, replicated_gb: float | None = None) -> tuple[int, int] | None:
     """(GPU class in GB, count): one GPU of the smallest class that holds the job, else sharded 80 GB GPUs.
 
     `replicated_gb` is the part every GPU needs when sharding (activations, CUDA context); by
-    default it is estimated. See SHARDING_NOTE.
+    default it is estimated. See SHARDING_NOTE. None when nothing fits: the part every GPU needs
+    is larger than any card, so only a smaller micro-batch or sequence length (or activation
+    offloading) helps.
     """
     if total_gb <= 0:
         raise ValueError("total_gb must be positive")
@@ -172,7 +209,7 @@ def fit_gpus(total_gb: float, replicated_gb: float | None = None) -> tuple[int, 
         n = gpus_needed(total_gb, cls, replicated_gb)
         if n is not None:
             return cls, n
-    raise ValueError(f"{total_gb:.0f} GB per GPU of activations cannot be sharded: reduce batch or sequence length")
+    return None
 
 
 # ---------------------------------------------------------------- time
@@ -184,6 +221,57 @@ class TimeEstimate(BaseModel):
     tokens_per_second: float
     card: str
     assumptions: list[str]
+
+
+def _card_for(card_name: str | None, gpu_class: float) -> dict:
+    c = card(card_name) if card_name else None
+    if c is None:  # only the size is known: use the class's reference card
+        c = reference_card(min(GPU_CLASSES, key=lambda g: abs(g - gpu_class)))
+    return c
+
+
+def throughput(
+    params_b: float,
+    method: str,
+    seq_len: int,
+    micro_batch: int = 1,
+    card_name: str | None = None,
+    count: int = 1,
+    *,
+    gpu_class: float = 80,
+    gradient_checkpointing: bool = True,
+    dpo: bool = False,
+    reference_free: bool = False,
+    shape: Any = None,
+) -> tuple[float, list[str]]:
+    """Training tokens per second for the whole job (DPO counts chosen and rejected tokens), and why."""
+    shp = shape_from(shape) if shape is not None else derive_shape(params_b)
+    c = _card_for(card_name, gpu_class)
+    n = params_b * 1e9 - (0 if shp.tie_word_embeddings else shp.vocab * shp.hidden)  # the input embedding is a lookup
+    n = max(n, params_b * 1e9 * 0.5)
+    reference = dpo and not reference_free
+    passes = 2 + (1 if gradient_checkpointing else 0) + (1 if reference else 0)  # forward, backward, recompute, reference
+    flops = n * ((6 if method == "full" else 4) + (2 if gradient_checkpointing else 0) + (2 if reference else 0))
+    attention_passes = 3 + (1 if gradient_checkpointing else 0) + (1 if reference else 0)  # backward counts twice
+    flops += 2 * seq_len * shp.q_dim * shp.layers * attention_passes
+    tokens = micro_batch * seq_len * (2 if dpo else 1)
+    gpu_s = tokens * flops / (c["bf16_tflops"] * 1e12 * ACHIEVABLE_MFU)
+    if method == "qlora":
+        linear = params_b * 1e9 - shp.embedding_params
+        gpu_s += linear * DEQUANT_BYTES_PER_PARAM * (passes - 1) / (float(c.get("memory_bw_gbs") or 1000) * 1e9)
+    calls = len(module_inputs(shp))
+    host_s = passes * shp.layers * calls * HOST_S_PER_LINEAR_CALL.get(method, 0.3e-3)
+    step_s = max(gpu_s, host_s) + STEP_OVERHEAD_S
+    efficiency = 1.0 if count == 1 else MULTI_GPU_EFFICIENCY
+    tps = count * efficiency * tokens / step_s
+    bound = "compute" if gpu_s >= host_s else "host (kernel launch)"
+    notes = [
+        f"{count}x {c['name']} at {c['bf16_tflops']} BF16 TFLOPS ({c['source']}), {ACHIEVABLE_MFU:.0%} achievable"
+        + (f", {efficiency:.0%} multi-GPU efficiency" if count > 1 else "")
+        + f": {flops / n:.1f}N FLOPs per token, {tokens:,} tokens per step, {bound}-bound",
+        THROUGHPUT_ASSUMPTIONS,
+    ]
+    return tps, notes
 
 
 def estimate_time(
@@ -200,35 +288,24 @@ def estimate_time(
     gradient_checkpointing: bool = True,
     dpo: bool = False,
     reference_free: bool = False,
+    micro_batch: int = 1,
+    shape: Any = None,
 ) -> TimeEstimate:
     """Training time with its throughput assumptions; `tokens_per_second` (whole job) overrides them."""
-    if examples < 0 or seq_len < 1 or epochs <= 0 or count < 1:
-        raise ValueError("examples >= 0, seq_len >= 1, epochs > 0 and count >= 1 are required")
+    if examples < 0 or seq_len < 1 or epochs <= 0 or count < 1 or micro_batch < 1:
+        raise ValueError("examples >= 0, seq_len >= 1, epochs > 0, count >= 1 and micro_batch >= 1 are required")
     sequences = 2 if dpo else 1  # a DPO pair is a chosen and a rejected sequence
     tokens = examples * seq_len * epochs * sequences
-    assumptions = []
     if tokens_per_second:
         tps = float(tokens_per_second)
         chosen = card_name or f"{int(gpu_class)} GB GPU"
-        assumptions.append(f"throughput given: {tps:,.0f} tokens/s for the whole job")
+        assumptions = [f"throughput given: {tps:,.0f} tokens/s for the whole job"]
     else:
-        c = card(card_name) if card_name else None
-        if c is None:  # only the size is known: use the class's reference card
-            c = reference_card(min(GPU_CLASSES, key=lambda g: abs(g - gpu_class)))
-        chosen = c["name"]
-        n = params_b * 1e9
-        flops_per_token = (6 if method == "full" else 4) * n + (2 * n if gradient_checkpointing else 0)
-        if dpo and not reference_free:
-            flops_per_token += 2 * n
-        mfu = MFU.get(method, 0.3)
-        efficiency = 1.0 if count == 1 else MULTI_GPU_EFFICIENCY
-        tps = count * c["bf16_tflops"] * 1e12 * mfu * efficiency / flops_per_token
-        assumptions.append(
-            f"{count}x {chosen} at {c['bf16_tflops']} BF16 TFLOPS ({c['source']}), {mfu:.0%} utilisation"
-            + (f", {efficiency:.0%} multi-GPU efficiency" if count > 1 else "")
-            + f": {flops_per_token / n:.0f}N FLOPs per token"
+        chosen = _card_for(card_name, gpu_class)["name"]
+        tps, assumptions = throughput(
+            params_b, method, seq_len, micro_batch, chosen, count, gpu_class=gpu_class,
+            gradient_checkpointing=gradient_checkpointing, dpo=dpo, reference_free=reference_free, shape=shape,
         )
-        assumptions.append(THROUGHPUT_ASSUMPTIONS)
     hours = tokens / tps / 3600
     return TimeEstimate(
         hours=round(hours, 2),

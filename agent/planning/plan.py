@@ -175,6 +175,7 @@ def plan(
             optimizer=opt,
             shape=spec,
             dpo=stage == "dpo",
+            gradient_accumulation_steps=int(hyper.get("gradient_accumulation_steps") or 1),
         )
         stages.append(StagePlan(stage=stage, memory=est))
     peak = max(stages, key=lambda s: s.memory.total_gb).memory
@@ -190,9 +191,12 @@ def plan(
         fits = gpus.fits_in(peak.total_gb, stated.memory_gb, stated.count, rep)
         tflops_card = stated.card if stated.bf16_tflops else None
     else:
-        cls, count = gpus.fit_gpus(peak.total_gb, rep)
+        fit = gpus.fit_gpus(peak.total_gb, rep)
+        cls, count = fit or (max(gpus.GPU_CLASSES), 1)
         card_name = gpus.reference_card(cls)["name"]
-        source, fits, tflops_card = "recommended", True, card_name
+        source, fits, tflops_card = "recommended", fit is not None, card_name
+        if fit is None:
+            notes.append(f"no GPU holds the {rep:.0f} GB every GPU needs: shorten the sequence or the micro-batch")
     if count > 1:
         notes.append(gpus.SHARDING_NOTE)
 
@@ -206,6 +210,7 @@ def plan(
                     int(counts[s.stage]), seq_len, epochs, params_b if not spec or not spec.active_params_b else spec.active_params_b,
                     method, cls, count, card_name=tflops_card, gradient_checkpointing=gradient_checkpointing,
                     dpo=s.stage == "dpo", reference_free=bool(hyper.get("reference_free")),
+                    micro_batch=micro_batch, shape=spec,
                 )
                 s.time = t
                 hours, low, high = hours + t.hours, low + t.low_hours, high + t.high_hours

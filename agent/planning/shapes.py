@@ -52,6 +52,19 @@ class Shape:
         return self.family not in ("falcon", "gpt2")
 
     @property
+    def qk_norm(self) -> bool:
+        # Qwen3 and Gemma 3 normalise each head's queries and keys (RMSNorm in fp32) before RoPE.
+        return self.family in ("qwen3", "gemma3")
+
+    @property
+    def q_dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.num_kv_heads * self.head_dim
+
+    @property
     def embedding_params(self) -> int:
         """Input embedding plus output head (once if tied): the layers bitsandbytes leaves in 16-bit."""
         return self.vocab * self.hidden * (1 if self.tie_word_embeddings else 2)
@@ -201,3 +214,8 @@ def lora_param_count(shape: Shape, rank: int, target_modules: list[str] | None) 
 def largest_linear(shape: Shape) -> int:
     """Elements of the biggest single weight matrix (the dequantization buffer for 4/8-bit layers)."""
     return max(fan_in * fan_out for entries in _linear_dims(shape).values() for fan_in, fan_out, _ in entries)
+
+
+def module_inputs(shape: Shape) -> dict[str, int]:
+    """Module name -> width of its input per token (what a LoRA branch on it keeps for backward)."""
+    return {name: sum(fan_in for fan_in, _, _ in entries[:1]) for name, entries in _linear_dims(shape).items()}
