@@ -118,18 +118,20 @@ async def chat(args: argparse.Namespace) -> int:
     from agent.sidecar import ProjectError, load_sidecar
     from graph import builder
 
-    project = Path(args.project)
+    # Absolute from the start: the run works on this folder wherever its checkpoint was made.
+    project = Path(args.project).expanduser().absolute()
     try:
         load_sidecar(project)
         lock = ProjectLock(project, holder="training-pipeline chat").acquire()
     except ProjectError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
+    saver = ProjectCheckpointer(project)
     try:
         config = KnowledgeConfig.load()
         async with KnowledgeClient(config) as knowledge:
-            app = builder.compile(checkpointer=ProjectCheckpointer(project))
-            context = context_from_args(args.offline, args.model, args.base_url, knowledge)
+            app = builder.compile(checkpointer=saver)
+            context = context_from_args(args.offline, args.model, args.base_url, knowledge, project_dir=str(project))
             console.print(f"[dim]{mode_description(context)}[/dim]")
             recorder = _recorder(args.record, project, context, config) if args.record else None
             session = ChatSession(app, context, str(project), recorder=recorder)
@@ -140,6 +142,7 @@ async def chat(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, EOFError, asyncio.CancelledError):
         return _stopped(args.project)
     finally:
+        saver.close()
         lock.release()
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from agent import sidecar
+from agent.context import Context, get_context, project_folder
 from agent.interview import Option, Question, parse_choice
 from agent.nodes.common import ask_and_parse, retry, say
 from agent.project import read_overview
@@ -20,11 +22,9 @@ ARCH_OPTIONS = [
 ]
 
 
-def load_project(state: PipelineState) -> dict[str, Any]:
+def load_project(state: PipelineState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Read and validate the sidecar; restore decisions recorded by an earlier session."""
-    project_dir = state.get("project_dir")
-    if not project_dir:
-        raise sidecar.ProjectError("No project folder given: start the run with {\"project_dir\": \"<folder with sidecar.yaml>\"}.")
+    project_dir = project_folder(state, get_context(runtime))
     raw = sidecar.load_sidecar(project_dir)
     overview = read_overview(project_dir)
     project = {
@@ -35,6 +35,7 @@ def load_project(state: PipelineState) -> dict[str, Any]:
         **overview,
     }
     update: dict[str, Any] = {
+        "project_dir": project_dir,  # absolute: the folder a resumed run continues on unless it is given another
         "project": project,
         "architecture": raw.get("architecture"),
         "phase_status": sidecar.phase_status(raw),
@@ -79,7 +80,7 @@ def check_skip(state: PipelineState) -> Command[Literal["ask_architecture", "wri
     return Command(goto="welcome")
 
 
-def ask_architecture(state: PipelineState) -> Command[Literal["ask_architecture", "check_skip"]]:
+def ask_architecture(state: PipelineState, runtime: Runtime[Context]) -> Command[Literal["ask_architecture", "check_skip"]]:
     """The sidecar has no architecture: ask, never guess."""
     question = Question(
         question_id="architecture",
@@ -95,6 +96,6 @@ def ask_architecture(state: PipelineState) -> Command[Literal["ask_architecture"
     value, update = ask_and_parse(state, question, lambda raw: parse_choice(raw, ARCH_OPTIONS))
     if value is None:
         return retry("ask_architecture", update)
-    sidecar.set_architecture(state["project_dir"], value)
+    sidecar.set_architecture(project_folder(state, get_context(runtime)), value)
     project = {**state["project"], "architecture": value}
     return Command(goto="check_skip", update={**update, "architecture": value, "project": project})
