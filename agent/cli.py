@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", help="Require this X-API-Key on HTTP transports")
 
     sub.add_parser("eval", help="Replay recorded transcripts as regression evals", add_help=False)
+    sub.add_parser("studio", help="Serve the graph to LangGraph Studio (langgraph dev; its options pass through)", add_help=False)
     sub.add_parser("estimate", help="Training memory, GPU fit, time and cost", add_help=False)
     sub.add_parser("export", help="Write TRL or Axolotl configs from a project's decisions", add_help=False)
     return parser
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     # eval, estimate and export own their flags.
     if argv and argv[0] == "eval":
         return _eval_main()(argv[1:])
+    if argv and argv[0] == "studio":
+        from agent.studio import studio_main
+
+        return studio_main(argv[1:])
     if argv and argv[0] == "estimate":
         from agent.planning.cli import estimate_main
 
@@ -72,24 +77,21 @@ def main(argv: list[str] | None = None) -> int:
             kb_args += ["--api-key", args.api_key]
         return kb_main(kb_args) or 0
     if args.command == "chat":
+        from agent.prompts import PromptError
+
         try:
             return asyncio.run(chat(args))
         except KeyboardInterrupt:
             return _stopped(args.project)
+        except PromptError as exc:  # at start: the prompts are read when the graph is imported
+            console.print(f"[red]{exc}[/red]")
+            return 2
     return 2
 
 
 def _eval_main() -> Any:
-    """evals/cli.py:eval_main. `evals/` is a folder of the checkout, not of the installed package:
-    an editable install finds it beside `agent/`."""
-    try:
-        from evals.cli import eval_main
-    except ModuleNotFoundError:
-        checkout = Path(__file__).resolve().parents[1]
-        if not (checkout / "evals" / "cli.py").is_file():
-            raise SystemExit("training-pipeline eval needs the source checkout (its evals/ folder).") from None
-        sys.path.insert(0, str(checkout))
-        from evals.cli import eval_main
+    from evals.cli import eval_main  # shipped beside agent/, with its transcripts
+
     return eval_main
 
 
