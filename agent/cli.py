@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--insecure", action="store_true", help="Allow a host beyond loopback without an API key")
 
     sub.add_parser("eval", help="Replay recorded transcripts as regression evals", add_help=False)
+    sub.add_parser("studio", help="Serve the graph to LangGraph Studio (langgraph dev; its options pass through)", add_help=False)
     sub.add_parser("estimate", help="Training memory, GPU fit, time and cost", add_help=False)
     sub.add_parser("export", help="Write TRL or Axolotl configs from a project's decisions", add_help=False)
     sub.add_parser("preflight", help="Train each exported stage two steps on a small model", add_help=False)
@@ -55,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     # eval, estimate and export own their flags.
     if argv and argv[0] == "eval":
         return _eval_main()(argv[1:])
+    if argv and argv[0] == "studio":
+        from agent.studio import studio_main
+
+        return studio_main(argv[1:])
     if argv and argv[0] == "estimate":
         from agent.planning.cli import estimate_main
 
@@ -80,24 +85,21 @@ def main(argv: list[str] | None = None) -> int:
             kb_args.append("--insecure")
         return kb_main(kb_args) or 0
     if args.command == "chat":
+        from agent.prompts import PromptError
+
         try:
             return asyncio.run(chat(args))
         except KeyboardInterrupt:
             return _stopped(args.project)
+        except PromptError as exc:  # at start: the prompts are read when the graph is imported
+            console.print(f"[red]{exc}[/red]")
+            return 2
     return 2
 
 
 def _eval_main() -> Any:
-    """evals/cli.py:eval_main. `evals/` is a folder of the checkout, not of the installed package:
-    an editable install finds it beside `agent/`."""
-    try:
-        from evals.cli import eval_main
-    except ModuleNotFoundError:
-        checkout = Path(__file__).resolve().parents[1]
-        if not (checkout / "evals" / "cli.py").is_file():
-            raise SystemExit("training-pipeline eval needs the source checkout (its evals/ folder).") from None
-        sys.path.insert(0, str(checkout))
-        from evals.cli import eval_main
+    from evals.cli import eval_main  # shipped beside agent/, with its transcripts
+
     return eval_main
 
 
@@ -126,18 +128,20 @@ async def chat(args: argparse.Namespace) -> int:
     from agent.sidecar import ProjectError, load_sidecar
     from graph import builder
 
-    project = Path(args.project)
+    # Absolute from the start: the run works on this folder wherever its checkpoint was made.
+    project = Path(args.project).expanduser().absolute()
     try:
         load_sidecar(project)
         lock = ProjectLock(project, holder="training-pipeline chat").acquire()
     except ProjectError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
+    saver = ProjectCheckpointer(project)
     try:
         config = KnowledgeConfig.load()
         async with KnowledgeClient(config) as knowledge:
-            app = builder.compile(checkpointer=ProjectCheckpointer(project))
-            context = context_from_args(args.offline, args.model, args.base_url, knowledge)
+            app = builder.compile(checkpointer=saver)
+            context = context_from_args(args.offline, args.model, args.base_url, knowledge, project_dir=str(project))
             console.print(f"[dim]{mode_description(context)}[/dim]")
             recorder = _recorder(args.record, project, context, config) if args.record else None
             session = ChatSession(app, context, str(project), recorder=recorder)
@@ -148,6 +152,7 @@ async def chat(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, EOFError, asyncio.CancelledError):
         return _stopped(args.project)
     finally:
+        saver.close()
         lock.release()
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic.json_schema import SkipJsonSchema
@@ -19,10 +21,14 @@ from pydantic.json_schema import SkipJsonSchema
 # Imported with the graph, not inside knowledge_client(): that runs in async nodes, and a first
 # import there reads files on the API server's event loop (the dev server rejects blocking calls).
 from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
+from agent.sidecar import ProjectError
 
 
 @dataclass
 class Context:
+    # The project folder this run works on. The terminal always sets it (--project); over the
+    # API it is optional: a run without it works on the folder its thread was started with.
+    project_dir: str | None = None
     offline: bool = True
     model: str | None = None
     base_url: str | None = None
@@ -75,6 +81,28 @@ def chat_model(ctx: Context | None) -> Any:
     from agent.llm import resolve_chat_model  # agent.llm imports this module
 
     return resolve_chat_model(ctx)
+
+
+def project_folder(state: Mapping[str, Any], ctx: Context | None) -> str:
+    """The folder this run reads and writes, as an absolute path.
+
+    The run's own folder (`Context.project_dir`) wins over the one stored in the thread's
+    state: a project copied or moved since the thread started is worked on where it is now,
+    and never through a path an earlier run (or another working directory) left behind.
+    """
+    given = ctx.project_dir if ctx is not None else None
+    folder = given or state.get("project_dir")
+    if not folder:
+        raise ProjectError(
+            'No project folder given: start the run with {"project_dir": "<folder with sidecar.yaml>"}.'
+        )
+    path = Path(folder).expanduser().absolute()
+    if not given and not path.is_dir():
+        raise ProjectError(
+            f"Project folder not found: {path}. If the project was moved or copied, give its "
+            "folder as `project_dir` in the run's context."
+        )
+    return str(path)
 
 
 def get_context(runtime: Any) -> Context:

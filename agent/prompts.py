@@ -96,8 +96,27 @@ def all_prompt_names() -> list[str]:
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.md"))
 
 
+# Every prompt the facilitator renders: all must be there when the program starts.
+REQUIRED = (
+    "persona", "repair", "synthesis", "recommend", "read_answer", "menu_answer",
+    *(f"recommend/{section}" for section in ("base_model", "training_approach", "training_data", "peft", "hyperparameters", "infrastructure")),
+)  # fmt: skip
+
+
 def preload() -> None:
-    """Read every prompt now, at import, so that no node reads a file on the event loop."""
-    if prompts_dir().is_dir():
-        for name in all_prompt_names():
-            load_prompt(name)
+    """Read every prompt now, at import, so that no node reads a file on the event loop.
+
+    A missing folder or prompt is an error here, at start, naming what is missing, rather
+    than a failure in the middle of a session.
+    """
+    folder = prompts_dir()
+    if not folder.is_dir():
+        raise PromptError(
+            f"The prompts folder {folder} is missing: reinstall training-pipeline (it ships prompts/ beside agent/), "
+            "or point TRAINING_PIPELINE_PROMPTS at a folder of prompts."
+        )
+    missing = [name for name in REQUIRED if not (folder / f"{name}.md").is_file()]
+    if missing:
+        raise PromptError(f"The prompts folder {folder} lacks: " + ", ".join(f"{n}.md" for n in missing))
+    for name in all_prompt_names():
+        load_prompt(name)

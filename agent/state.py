@@ -207,6 +207,9 @@ def _extend(current: list, writes: list) -> list:
 # checkpoint write costs the same after 200 answers as after 10.
 MessagesChannel = DeltaChannel(_append_messages, snapshot_frequency=50)
 AnswersChannel = DeltaChannel(_extend, snapshot_frequency=50)
+# Knowledge is the largest value (tens of kB) and changes a few times a session: stored
+# whole in the checkpoints where it changes (a snapshot at every update), and not in the others.
+KnowledgeChannel = DeltaChannel(_extend, snapshot_frequency=1)
 
 
 class AnswerRecord(TypedDict):
@@ -242,7 +245,7 @@ class PipelineState(TypedDict, total=False):
     architecture: str | None
     phase_status: str  # pending | in_progress | complete | skipped
     # Knowledge: every query made, in order (see agent.knowledge.models.QueryRecord).
-    knowledge: Annotated[list[dict[str, Any]], operator.add]
+    knowledge: Annotated[list[dict[str, Any]], KnowledgeChannel]
     insights: list[dict[str, Any]]
     # Per section: what the user said when asked, and the proposal made from it.
     section_context: Annotated[dict[str, str], _merge_dict]

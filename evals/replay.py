@@ -24,13 +24,14 @@ from langgraph.types import Command
 from agent.context import Context
 from agent.transcript import INTERRUPT, DecisionEvent, Expected, ProjectSource, Recorder, Transcript, load_yaml
 
-REPO = Path(__file__).resolve().parents[1]
 FIXTURES_ENV = "TRAINING_PIPELINE_FIXTURES"
+# The fixture projects the transcripts start from, shipped with them (copies of ../shared's).
+SHIPPED_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "projects"
 
 
 def fixtures_dir() -> Path:
-    """The shared fixture projects: $TRAINING_PIPELINE_FIXTURES, or ../shared beside the checkout."""
-    return Path(os.environ.get(FIXTURES_ENV) or REPO.parent / "shared" / "fixtures" / "projects")
+    """The fixture projects: $TRAINING_PIPELINE_FIXTURES, or the ones shipped beside the transcripts."""
+    return Path(os.environ.get(FIXTURES_ENV) or SHIPPED_FIXTURES)
 
 
 def materialize(project: ProjectSource, workdir: Path) -> Path:

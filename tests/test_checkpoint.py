@@ -1,4 +1,5 @@
-"""ProjectCheckpointer: LangGraph's conformance suite, restarts, crashes, write cost."""
+"""ProjectCheckpointer (langgraph-checkpoint-sqlite in the project folder): LangGraph's conformance
+suite, restarts, kill -9, two processes, and pruning a thread whose state uses delta channels."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -21,13 +23,9 @@ from langgraph.checkpoint.conformance.test_utils import generate_checkpoint, gen
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from agent.checkpoint import CHECKPOINT_SUBDIR, ENV_DIR, ProjectCheckpointer, make_checkpointer
+from agent.checkpoint import CHECKPOINT_SUBDIR, DATABASE_NAME, ENV_DIR, ProjectCheckpointer, make_checkpointer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def logs(saver: ProjectCheckpointer) -> list[Path]:
-    return sorted(saver.folder.glob("*.log"))
 
 
 def cfg(tid: str) -> dict:
@@ -43,11 +41,15 @@ def put(saver, tid, values, *, parent=None, versions=None, new=None, **md):
     return saver.put(config, cp, generate_metadata(**md), versions if new is None else new)
 
 
+def checkpoint_ids(saver, tid: str) -> list[str]:
+    return [t.config["configurable"]["checkpoint_id"] for t in saver.list(cfg(tid))]
+
+
 # --- LangGraph's conformance suite ------------------------------------------------------------
 
 
 class SyncDriven(ProjectCheckpointer):
-    """Runs the suite through the sync methods: each async method calls its sync twin inline."""
+    """Runs the suite through the library's sync methods: each async method calls its sync twin inline."""
 
     async def aget_tuple(self, config):
         return self.get_tuple(config)
@@ -79,9 +81,11 @@ def registered(cls):
     @checkpointer_test(name=cls.__name__)
     async def factory():
         folder = tempfile.mkdtemp()
+        saver = cls(folder)
         try:
-            yield cls(folder)
+            yield saver
         finally:
+            saver.close()
             shutil.rmtree(folder)
 
     return factory
@@ -97,25 +101,24 @@ async def test_conformance_suite(cls):
     assert sum(r.tests_passed for r in report.results.values()) >= 81  # the suite really ran (0.0.2 has 81)
 
 
-async def test_conformance_suite_reopened_between_calls(tmp_path):
-    """Same suite, but every call goes to a fresh instance: everything must come from disk."""
+async def test_conformance_suite_reopened_between_calls():
+    """Same suite, but every read goes to a fresh instance: everything must come from disk."""
 
     class Reopening(ProjectCheckpointer):
-        def _fresh(self):
-            return ProjectCheckpointer(self.root, subdir=self.subdir)
-
         def get_tuple(self, config):
-            return self._fresh().get_tuple(config)
+            with ProjectCheckpointer(self.root, subdir=self.subdir) as fresh:
+                return fresh.get_tuple(config)
 
         def list(self, config, **kw):
-            return self._fresh().list(config, **kw)
+            with ProjectCheckpointer(self.root, subdir=self.subdir) as fresh:
+                return iter([*fresh.list(config, **kw)])
 
     report = await validate(registered(Reopening))
     assert {n: r.failures for n, r in report.results.items() if r.failures} == {}
 
 
 async def test_async_methods_never_block_the_event_loop(tmp_path):
-    saver = ProjectCheckpointer(tmp_path)  # first use creates the folder and replays: off the loop too
+    saver = ProjectCheckpointer(tmp_path)  # first use creates the folder and opens the database: off the loop too
     bb = BlockBuster()  # stricter than `langgraph dev`, which allows os.stat and plain reads/writes
     bb.activate()
     try:
@@ -131,8 +134,11 @@ async def test_async_methods_never_block_the_event_loop(tmp_path):
         graph = interview_graph().compile(checkpointer=saver)
         await graph.ainvoke({"answers": []}, {"configurable": {"thread_id": "g"}})
         await graph.ainvoke(Command(resume="x"), {"configurable": {"thread_id": "g"}})
+        await delta_graph().compile(checkpointer=saver).ainvoke({"log": ["start"]}, {"configurable": {"thread_id": "d"}})
+        assert (await saver.aget_delta_channel_history(config=cfg("d"), channels=["log"]))["log"]["writes"]
     finally:
         bb.deactivate()
+        saver.close()
 
 
 # --- a real graph across a restart -----------------------------------------------------------
@@ -160,130 +166,99 @@ def interview_graph() -> StateGraph:
 
 def test_interrupt_resumes_in_a_new_instance(tmp_path):
     config = {"configurable": {"thread_id": "chat-1"}}
-    first = interview_graph().compile(checkpointer=ProjectCheckpointer(tmp_path))
-    out = first.invoke({"answers": []}, config)
-    assert out["__interrupt__"][0].value == {"question_id": "base_model.choice"}
-    first.invoke(Command(resume="mistral-7b"), config)
+    with ProjectCheckpointer(tmp_path) as saver:
+        first = interview_graph().compile(checkpointer=saver)
+        out = first.invoke({"answers": []}, config)
+        assert out["__interrupt__"][0].value == {"question_id": "base_model.choice"}
+        first.invoke(Command(resume="mistral-7b"), config)
 
     # "restart": a new saver on the same folder, nothing shared in memory
-    second = interview_graph().compile(checkpointer=ProjectCheckpointer(tmp_path))
-    state = second.get_state(config)
-    assert state.next == ("peft",)
-    assert state.interrupts[0].value == {"question_id": "peft.method"}
-    assert second.invoke(Command(resume="qlora"), config) == {"answers": ["mistral-7b", "qlora"]}
-    history = list(second.get_state_history(config))
-    assert len(history) >= 4 and history[0].values == {"answers": ["mistral-7b", "qlora"]}
+    with ProjectCheckpointer(tmp_path) as saver:
+        second = interview_graph().compile(checkpointer=saver)
+        state = second.get_state(config)
+        assert state.next == ("peft",)
+        assert state.interrupts[0].value == {"question_id": "peft.method"}
+        assert second.invoke(Command(resume="qlora"), config) == {"answers": ["mistral-7b", "qlora"]}
+        history = list(second.get_state_history(config))
+        assert len(history) >= 4 and history[0].values == {"answers": ["mistral-7b", "qlora"]}
 
 
 async def test_interrupt_resumes_in_a_new_instance_async(tmp_path):
     config = {"configurable": {"thread_id": "chat-2"}}
-    first = interview_graph().compile(checkpointer=ProjectCheckpointer(tmp_path))
-    await first.ainvoke({"answers": []}, config)
-    second = interview_graph().compile(checkpointer=ProjectCheckpointer(tmp_path))
-    await second.ainvoke(Command(resume="a"), config)
+    await interview_graph().compile(checkpointer=ProjectCheckpointer(tmp_path)).ainvoke({"answers": []}, config)
+    await interview_graph().compile(checkpointer=ProjectCheckpointer(tmp_path)).ainvoke(Command(resume="a"), config)
     third = interview_graph().compile(checkpointer=ProjectCheckpointer(tmp_path))
     assert await third.ainvoke(Command(resume="b"), config) == {"answers": ["a", "b"]}
 
 
-def test_project_layout(project_copy):
+def test_the_database_lives_in_the_project_and_is_durable(project_copy):
     project = project_copy("support-bot")
     saver = ProjectCheckpointer(project)
+    assert not (project / CHECKPOINT_SUBDIR).exists()  # built without I/O
     put(saver, "t", {"a": 1})
-    assert saver.folder == (project / CHECKPOINT_SUBDIR).resolve()
-    assert len(logs(saver)) == 1
+    assert saver.path == project / CHECKPOINT_SUBDIR / DATABASE_NAME and saver.path.is_file()
+    assert saver.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert saver.conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL: a commit is on disk when put returns
+    saver.close()
+    assert {p.name for p in saver.folder.iterdir()} == {DATABASE_NAME}  # closed: the journal is folded in
 
 
-# --- crashes ----------------------------------------------------------------------------------
+# --- crashes and processes --------------------------------------------------------------------------
 
-
-def test_torn_trailing_record_is_ignored_then_cut_off(tmp_path):
-    saver = ProjectCheckpointer(tmp_path)
-    first = put(saver, "t", {"a": "one"})
-    second = put(saver, "t", {"a": "two"}, parent=first, versions={"a": 2})
-    log = logs(saver)[0]
-    whole = log.read_bytes()
-    last_line = whole[whole.rindex(b"\n", 0, len(whole) - 1) + 1 :]
-    log.write_bytes(whole + last_line[: len(last_line) // 2])  # a third record, cut short by kill -9
-
-    reopened = ProjectCheckpointer(tmp_path)
-    tup = reopened.get_tuple(cfg("t"))
-    assert tup.config["configurable"]["checkpoint_id"] == second["configurable"]["checkpoint_id"]
-    assert tup.checkpoint["channel_values"] == {"a": "two"}
-
-    third = put(reopened, "t", {"a": "three"}, parent=second, versions={"a": 3})  # truncates the torn bytes first
-    assert log.read_bytes().startswith(whole) and log.read_bytes().endswith(b"\n")
-    fresh = ProjectCheckpointer(tmp_path)
-    assert [t.checkpoint["channel_values"]["a"] for t in fresh.list(cfg("t"))] == ["three", "two", "one"]
-    assert fresh.get_tuple(cfg("t")).config == third
-
-
-def test_damaged_record_in_the_middle_is_skipped(tmp_path):
-    saver = ProjectCheckpointer(tmp_path)
-    a = put(saver, "t", {"x": 1})
-    put(saver, "t", {"x": 2}, parent=a, versions={"x": 2})
-    put(saver, "t", {"x": 3}, versions={"x": 3})
-    log = logs(saver)[0]
-    lines = log.read_bytes().split(b"\n")
-    lines[1] = lines[1][:40] + b"X" + lines[1][41:]  # a flipped byte: the checksum no longer matches
-    log.write_bytes(b"\n".join(lines))
-    values = [t.checkpoint["channel_values"]["x"] for t in ProjectCheckpointer(tmp_path).list(None)]
-    assert values == [3, 1]
-
-
-KILLED_WRITER = textwrap.dedent(
+WRITER = textwrap.dedent(
     """
     import sys
     from agent.checkpoint import ProjectCheckpointer
     from langgraph.checkpoint.conformance.test_utils import generate_checkpoint, generate_config, generate_metadata
     saver = ProjectCheckpointer(sys.argv[1])
+    thread, count = sys.argv[2], int(sys.argv[3])
     parent = None
-    for i in range(1, 10**9):
-        config = generate_config("t")
+    for i in range(1, count + 1):
+        config = generate_config(thread)
         if parent:
             config["configurable"]["checkpoint_id"] = parent["configurable"]["checkpoint_id"]
         cp = generate_checkpoint(channel_values={"n": i, "pad": "x" * 50000}, channel_versions={"n": i, "pad": i})
         parent = saver.put(config, cp, generate_metadata(step=i), {"n": i, "pad": i})
+        saver.put_writes(parent, [("n", i)], f"task-{i}")
         if i == 3:
             print("running", flush=True)
     """
 )
 
 
-def test_kill_9_during_writes_leaves_a_loadable_log(tmp_path):
+def writer(folder: Path, thread: str, count: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(folder), thread, str(count)], env=env, stdout=subprocess.PIPE, text=True)
+
+
+def test_kill_9_during_writes_leaves_a_loadable_database(tmp_path):
+    proc = writer(tmp_path, "t", 10**9)
     try:
         assert proc.stdout.readline().strip() == "running"
         time.sleep(0.3)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    saver = ProjectCheckpointer(tmp_path)
-    steps = [t.metadata["step"] for t in saver.list(cfg("t"))]
-    assert steps[:1] and steps == list(range(len(steps), 0, -1))  # every surviving step, none missing
-    latest = saver.get_tuple(cfg("t"))
-    assert latest.checkpoint["channel_values"]["n"] == steps[0]
-    put(saver, "t", {"n": -1}, parent=latest.config)
-    assert ProjectCheckpointer(tmp_path).get_tuple(cfg("t")).checkpoint["channel_values"]["n"] == -1
+    with ProjectCheckpointer(tmp_path) as saver:
+        steps = [t.metadata["step"] for t in saver.list(cfg("t"))]
+        assert steps[:1] and steps == list(range(len(steps), 0, -1))  # every surviving step, none missing
+        latest = saver.get_tuple(cfg("t"))
+        assert latest.checkpoint["channel_values"]["n"] == steps[0]
+        put(saver, "t", {"n": -1}, parent=latest.config)
+    with ProjectCheckpointer(tmp_path) as saver:
+        assert saver.get_tuple(cfg("t")).checkpoint["channel_values"]["n"] == -1
 
 
-# --- cost and sharing -------------------------------------------------------------------------
-
-
-def test_write_cost_is_the_changed_channels_not_the_session(tmp_path):
-    saver = ProjectCheckpointer(tmp_path)
-    big = "k" * 200_000
-    parent = put(saver, "t", {"big": big, "n": 0}, versions={"big": 1, "n": 1})
-    log = logs(saver)[0]
-    sizes = [log.stat().st_size]
-    for i in range(2, 60):
-        parent = put(saver, "t", {"big": big, "n": i}, parent=parent, versions={"big": 1, "n": i}, new={"n": i})
-        sizes.append(log.stat().st_size)
-    growth = [b - a for a, b in zip(sizes, sizes[1:])]
-    assert sizes[0] > 200_000
-    assert max(growth) < 2_000  # the 200 kB channel is never written again
-    assert max(growth) - min(growth) < 100  # and a write late in the session costs what an early one did
-    assert ProjectCheckpointer(tmp_path).get_tuple(cfg("t")).checkpoint["channel_values"] == {"big": big, "n": 59}
+def test_two_processes_write_one_database_at_once(tmp_path):
+    procs = [writer(tmp_path, f"p{n}", 40) for n in range(2)]
+    for proc in procs:
+        proc.communicate(timeout=300)
+        assert proc.returncode == 0
+    with ProjectCheckpointer(tmp_path) as saver:
+        for n in range(2):
+            tuples = list(saver.list(cfg(f"p{n}")))
+            assert [t.metadata["step"] for t in tuples] == list(range(40, 0, -1))
+            assert all(t.pending_writes == [(f"task-{t.metadata['step']}", "n", t.metadata["step"])] for t in tuples)
 
 
 def test_two_instances_on_one_folder_see_each_other(tmp_path):
@@ -294,67 +269,10 @@ def test_two_instances_on_one_folder_see_each_other(tmp_path):
     assert a.get_tuple(cfg("t")).config == second
     b.prune(["t"])
     assert [t.config for t in a.list(cfg("t"))] == [second]
-    put(a, "t", {"v": 3}, parent=second, versions={"v": 3})  # appends to the rewritten file
+    put(a, "t", {"v": 3}, parent=second, versions={"v": 3})
     assert len(list(b.list(cfg("t")))) == 2
     a.delete_thread("t")
     assert b.get_tuple(cfg("t")) is None
-
-
-def test_copy_thread_names_the_new_thread_in_metadata(tmp_path):
-    saver = ProjectCheckpointer(tmp_path)
-    stored = put(saver, "src", {"v": 1}, thread_id="src")
-    saver.put_writes(stored, [("v", 2)], "task-1", "path")
-    saver.copy_thread("src", "dst")
-    copied = ProjectCheckpointer(tmp_path).get_tuple(cfg("dst"))
-    assert copied.metadata["thread_id"] == "dst"
-    assert copied.checkpoint["channel_values"] == {"v": 1}
-    assert copied.pending_writes == [("task-1", "v", 2)]
-    assert saver.get_tuple(cfg("src")).metadata["thread_id"] == "src"
-
-
-def test_odd_thread_ids_stay_inside_the_folder(tmp_path):
-    saver = ProjectCheckpointer(tmp_path / "store", subdir=".")
-    for tid in ("../../escape", "/etc/passwd", "a b/c", "", "é" * 300):
-        put(saver, tid, {"v": tid})
-        assert ProjectCheckpointer(tmp_path / "store", subdir=".").get_tuple(cfg(tid)).checkpoint["channel_values"] == {"v": tid}
-    assert sorted(p.parent for p in (tmp_path).rglob("*.log")) == [(tmp_path / "store").resolve()] * 5
-    assert {t.config["configurable"]["thread_id"] for t in saver.list(None)} == {"../../escape", "/etc/passwd", "a b/c", "", "é" * 300}
-
-
-def test_special_writes_replace_regular_writes_stay(tmp_path):
-    saver = ProjectCheckpointer(tmp_path)
-    stored = put(saver, "t", {"v": 1})
-    saver.put_writes(stored, [("v", "first"), ("__interrupt__", "i1")], "task")
-    saver.put_writes(stored, [("v", "retry"), ("__interrupt__", "i2")], "task")
-    writes = ProjectCheckpointer(tmp_path).get_tuple(stored).pending_writes
-    assert sorted(writes) == [("task", "__interrupt__", "i2"), ("task", "v", "first")]
-
-
-def test_get_next_version_orders_as_strings():
-    saver = ProjectCheckpointer("unused")
-    v1 = saver.get_next_version(None, None)
-    v2 = saver.get_next_version(v1, None)
-    v10 = saver.get_next_version(9, None)
-    assert v1 < v2 < v10 and v2.startswith("0" * 31 + "2.") and v10.startswith("0" * 30 + "10.")
-    assert v1 != saver.get_next_version(None, None)  # forks get distinct versions
-
-
-def test_make_checkpointer_uses_env_folder_and_does_no_io(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(ENV_DIR, raising=False)
-    default = make_checkpointer()
-    assert not (tmp_path / ".langgraph_api").exists()  # built on the server's event loop: no I/O yet
-    put(default, "t", {"v": 1})
-    assert len(list((tmp_path / ".langgraph_api" / "training-pipeline").glob("*.log"))) == 1
-
-    monkeypatch.setenv(ENV_DIR, str(tmp_path / "elsewhere"))
-    put(make_checkpointer(), "t", {"v": 1})
-    assert len(list((tmp_path / "elsewhere").glob("*.log"))) == 1
-
-
-def test_prune_rejects_unknown_strategy(tmp_path):
-    with pytest.raises(ValueError, match="keep_latest"):
-        ProjectCheckpointer(tmp_path).prune(["t"], strategy="sometimes")
 
 
 async def test_concurrent_async_writers(tmp_path):
@@ -371,43 +289,140 @@ async def test_concurrent_async_writers(tmp_path):
             await saver.aput_writes(parent, [("i", i)], f"task{i}")
 
     await asyncio.gather(*(session(n) for n in range(8)))
-    fresh = ProjectCheckpointer(tmp_path)
-    assert len(list(fresh.list(None))) == 80
-    assert all(fresh.get_tuple(cfg(f"t{n}")).checkpoint["channel_values"] == {"i": 9} for n in range(8))
+    with ProjectCheckpointer(tmp_path) as fresh:
+        assert len(list(fresh.list(None))) == 80
+        assert all(fresh.get_tuple(cfg(f"t{n}")).checkpoint["channel_values"] == {"i": 9} for n in range(8))
 
 
-def test_delta_channel_history_matches_the_base_walk(tmp_path):
-    """Our index walk returns what the base class's full-load walk returns, for every checkpoint."""
+# --- what the library lacks: copy, delete by run, prune --------------------------------------------
+
+
+def test_copy_thread_names_the_new_thread_in_metadata(tmp_path):
+    saver = ProjectCheckpointer(tmp_path)
+    stored = put(saver, "src", {"v": 1}, thread_id="src")
+    saver.put_writes(stored, [("v", 2)], "task-1", "path")
+    saver.copy_thread("src", "dst")
+    with ProjectCheckpointer(tmp_path) as fresh:
+        copied = fresh.get_tuple(cfg("dst"))
+    assert copied.metadata["thread_id"] == "dst"
+    assert copied.checkpoint["channel_values"] == {"v": 1}
+    assert copied.pending_writes == [("task-1", "v", 2)]
+    assert saver.get_tuple(cfg("src")).metadata["thread_id"] == "src"
+
+
+def test_delete_for_runs_removes_their_checkpoints_and_writes(tmp_path):
+    saver = ProjectCheckpointer(tmp_path)
+    kept = put(saver, "t", {"v": 1}, run_id="keep")
+    doomed = put(saver, "t", {"v": 2}, parent=kept, versions={"v": 2}, run_id="drop")
+    saver.put_writes(doomed, [("v", 3)], "task")
+    saver.delete_for_runs(["drop"])
+    assert checkpoint_ids(saver, "t") == [kept["configurable"]["checkpoint_id"]]
+    assert saver.conn.execute("SELECT count(*) FROM writes").fetchone() == (0,)
+
+
+def test_prune_rejects_unknown_strategy(tmp_path):
+    with pytest.raises(ValueError, match="keep_latest"):
+        ProjectCheckpointer(tmp_path).prune(["t"], strategy="sometimes")
+
+
+def _extend(current, writes):
+    out = list(current)
+    for batch in writes:
+        out.extend(batch)
+    return out
+
+
+def delta_graph(snapshot_frequency: int = 3, answers: int = 9) -> StateGraph:
+    """A question loop whose answers go to a DeltaChannel, snapshotted every `snapshot_frequency` updates."""
     import operator
     from typing import Annotated, TypedDict
 
     from langgraph.channels.delta import DeltaChannel
-    from langgraph.checkpoint.base import BaseCheckpointSaver
-    from langgraph.graph import END, START, StateGraph
-    from langgraph.types import Command, interrupt
-
-    def extend(current, writes):
-        out = list(current)
-        for batch in writes:
-            out.extend(batch)
-        return out
 
     # Functional form: this module's postponed annotations could not see the local imports.
-    S = TypedDict("S", {"log": Annotated[list, DeltaChannel(extend, snapshot_frequency=3)], "total": Annotated[int, operator.add]}, total=False)
+    S = TypedDict("S", {"log": Annotated[list, DeltaChannel(_extend, snapshot_frequency=snapshot_frequency)],
+                        "total": Annotated[int, operator.add]}, total=False)
 
     def ask(state):
         answer = interrupt({"n": len(state.get("log") or [])})
         return {"log": [answer], "total": 1}
 
-    def route(state):
-        return END if len(state["log"]) >= 9 else "ask"
-
     builder = StateGraph(S)
     builder.add_node("ask", ask)
     builder.add_edge(START, "ask")
-    builder.add_conditional_edges("ask", route)
+    builder.add_conditional_edges("ask", lambda state: END if len(state["log"]) >= answers else "ask")
+    return builder
+
+
+def test_prune_keeps_what_delta_channels_are_rebuilt_from(tmp_path):
     saver = ProjectCheckpointer(tmp_path)
-    app = builder.compile(checkpointer=saver)
+    app = delta_graph(snapshot_frequency=3, answers=20).compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": "t"}}
+    app.invoke({"log": ["start"], "total": 0}, config)
+    for i in range(7):
+        app.invoke(Command(resume=f"a{i}"), config)
+    before = app.get_state(config)
+    assert before.values["log"] == ["start", *(f"a{i}" for i in range(7))] and before.interrupts
+    count = len(checkpoint_ids(saver, "t"))
+
+    saver.prune(["t"])
+
+    kept = len(checkpoint_ids(saver, "t"))
+    assert 1 < kept < count  # the chain back to the last snapshot stays, older checkpoints go
+    with ProjectCheckpointer(tmp_path) as fresh:
+        after = delta_graph(snapshot_frequency=3, answers=20).compile(checkpointer=fresh).get_state(config)
+    assert after.values == before.values and after.interrupts[0].value == before.interrupts[0].value
+    app.invoke(Command(resume="after-prune"), config)
+    assert app.get_state(config).values["log"][-2:] == ["a6", "after-prune"]
+    saver.prune(["t"])  # again, after the thread went on
+    assert app.get_state(config).values["log"] == ["start", *(f"a{i}" for i in range(7)), "after-prune"]
+
+
+def test_prune_of_a_session_with_four_answers_keeps_them(loop, knowledge, project_copy):
+    """The project graph keeps answers and messages in DeltaChannels: pruning must not empty them."""
+    from tests.driver import HAPPY, Session, answer_from
+
+    project = project_copy("support-bot")
+    saver = ProjectCheckpointer(project)
+    session = Session(loop, knowledge, str(project), checkpointer=saver)
+    session.run_until(answer_from(HAPPY), lambda p: len(session.payloads) == 4)
+    before = session.app.get_state(session.config)
+    assert len(before.values["answers"]) == 4 and before.interrupts
+    total = len(checkpoint_ids(saver, "test"))
+
+    saver.prune(["test"])
+
+    # No snapshot of answers or messages yet (one every 50 updates): every checkpoint back to the
+    # first is needed to rebuild them, so all stay (the hand-written saver kept only the newest).
+    assert len(checkpoint_ids(saver, "test")) == total
+    after = session.app.get_state(session.config)
+    assert after.values == before.values
+    assert after.interrupts[0].value == before.interrupts[0].value
+    payload = session.resume(answer_from(HAPPY)(after.interrupts[0].value))  # the session goes on from there
+    assert payload is not None and len(session.values()["answers"]) == 5
+
+
+def test_a_checkpoint_late_in_a_session_is_no_larger_than_an_early_one(tmp_path):
+    """Delta channels store only what changed: the row written after 60 answers is the size of one after 10."""
+    saver = ProjectCheckpointer(tmp_path)
+    app = delta_graph(snapshot_frequency=1000, answers=61).compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": "t"}}
+    app.invoke({"log": ["x" * 1000]}, config)
+    sizes = []
+    for i in range(60):
+        app.invoke(Command(resume="y" * 1000), config)
+        sizes.append(saver.conn.execute(
+            "SELECT length(checkpoint) FROM checkpoints WHERE thread_id = 't' ORDER BY checkpoint_id DESC LIMIT 1").fetchone()[0])
+    assert len(app.get_state(config).values["log"]) == 61
+    assert sizes[-1] <= sizes[9] + 64  # a counter's digits at most
+
+
+def test_delta_channel_history_matches_the_base_walk(tmp_path):
+    """The library's indexed walk returns what the base class's full-load walk returns, for every checkpoint."""
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    saver = ProjectCheckpointer(tmp_path)
+    app = delta_graph().compile(checkpointer=saver)
     config = {"configurable": {"thread_id": "t"}}
     app.invoke({"log": ["start"], "total": 0}, config)
     for i in range(8):
@@ -421,3 +436,22 @@ def test_delta_channel_history_matches_the_base_walk(tmp_path):
         assert ours == base
         checked += 1
     assert checked >= 10  # one per step: input, nine answers
+
+
+# --- the API server's saver --------------------------------------------------------------------------
+
+
+def test_make_checkpointer_uses_env_folder_and_does_no_io(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ENV_DIR, raising=False)
+    default = make_checkpointer()
+    assert not (tmp_path / ".langgraph_api").exists()  # built on the server's event loop: no I/O yet
+    put(default, "t", {"v": 1})
+    assert (tmp_path / ".langgraph_api" / "training-pipeline" / DATABASE_NAME).is_file()
+    default.close()
+
+    monkeypatch.setenv(ENV_DIR, str(tmp_path / "elsewhere"))
+    with make_checkpointer() as saver:
+        put(saver, "t", {"v": 1})
+    assert (tmp_path / "elsewhere" / DATABASE_NAME).is_file()
+    assert sqlite3.connect(tmp_path / "elsewhere" / DATABASE_NAME).execute("SELECT count(*) FROM checkpoints").fetchone() == (1,)

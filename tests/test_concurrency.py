@@ -25,9 +25,9 @@ def lock_info(project) -> dict | None:
 
 
 def state_files(project) -> dict[str, bytes]:
-    """The sidecar and the checkpoint logs: what a second session must not touch."""
+    """The sidecar and the checkpoint database: what a second session must not touch."""
     files = {"sidecar.yaml": (project / "sidecar.yaml").read_bytes()}
-    for log in sorted((project / STATE_DIR / "checkpoints").glob("*.log")):
+    for log in sorted((project / STATE_DIR / "checkpoints").glob("*")):
         files[log.name] = log.read_bytes()
     return files
 
@@ -164,7 +164,7 @@ def test_git_does_not_see_the_lock_or_the_checkpoints(tmp_path):
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "fixture"], check=True)
     saver = ProjectCheckpointer(project)
-    (saver.folder / "thread.log").write_text("x\n")  # as a session leaves them
+    (saver.folder / "checkpoints.sqlite").write_text("x\n")  # as a session leaves it
     with ProjectLock(project, "test"):
         status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=all"], check=True, capture_output=True, text=True)
     assert status.stdout == ""

@@ -10,7 +10,7 @@ decision intact; where the answers are the same, the files equal an undisturbed 
 How the disk faults are made: tests run as root, and chmod does not stop root from writing,
 so a read-only folder is simulated by making os.open, os.mkdir, os.replace and os.unlink
 fail with EROFS for paths inside the project; a full disk by failing agent.fsutil's rename
-with ENOSPC (and, for the checkpoint log, agent.checkpoint's os.write after half a record);
+with ENOSPC (and, for the checkpoint database, by SQLite's max_page_count);
 a failing write by an EIO from the temp file's write() after half the text went out.
 The knowledge server faults use real processes: a command that exits, a port nobody
 listens on, the embedded server killed with SIGKILL, and the embedded server behind a
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import importlib.util
-import json
 import os
 import random
 import signal
@@ -38,7 +37,7 @@ import pytest
 import yaml
 
 import agent.fsutil as fsutil
-from agent.checkpoint import ProjectCheckpointer
+from agent.checkpoint import DATABASE_NAME, ProjectCheckpointer
 from agent.context import Context
 from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
 from agent.sidecar import validate_sidecar
@@ -130,6 +129,10 @@ def files(project: Path) -> dict[str, bytes | None]:
 
 def everything(project: Path) -> dict[str, bytes]:
     return {str(p.relative_to(project)): p.read_bytes() for p in sorted(project.rglob("*")) if p.is_file()}
+
+
+def without_database(found: dict[str, bytes]) -> dict[str, bytes]:
+    return {name: data for name, data in found.items() if DATABASE_NAME not in name}
 
 
 def temp_files(project: Path) -> list[str]:
@@ -460,32 +463,26 @@ def test_read_only_project_folder(loop, warm, project, reference, monkeypatch):
     exc = run.answer_expecting("yes", OSError)
     assert exc.errno == errno.EROFS
     monkeypatch.undo()
-    assert everything(project) == before, "nothing in the folder changed, the checkpoint included"
+    # SQLite opens its files itself, not through os.open: the checkpoint database is left out
+    # here, and checked by resuming from it below.
+    assert without_database(everything(project)) == without_database(before), "nothing in the folder changed"
 
     run.restart()
     assert run.resume_after_fault("yes")["question_id"] == "training_approach.goals"
     assert_same_end(project, run.finish(), reference)
 
 
-def test_disk_full_while_appending_to_the_checkpoint(loop, warm, project, reference, monkeypatch):
-    import agent.checkpoint as checkpoint
-
+def test_disk_full_while_saving_the_checkpoint(loop, warm, project, reference):
     run = Run(loop, project, warm)
     run.until("peft.decision")
-    torn = []
+    saver = run.app.checkpointer
+    # SQLite's own full-disk path: the database may not grow by a single page.
+    pages = saver.conn.execute("PRAGMA page_count").fetchone()[0]
+    saver.conn.execute(f"PRAGMA max_page_count = {pages}")
+    exc = run.answer_expecting("yes", OSError)
+    assert exc.errno == errno.ENOSPC and "checkpoint database" in str(exc)
 
-    def write(fd, data):
-        if not torn:  # half a record reaches the disk, then the disk is full
-            torn.append(os.write(fd, bytes(data[: len(data) // 2])))
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return os.write(fd, data)
-
-    monkeypatch.setattr(checkpoint, "os", _Proxy(os, write=write))
-    run.answer_expecting("yes", OSError)
-    monkeypatch.undo()
-    assert torn, "a record was torn"
-
-    run.restart()  # a new process reads the log: the torn record is skipped, then cut off
+    run.restart()  # a new process: the database holds the last checkpoint that was saved whole
     run.resume_after_fault("yes")
     assert_same_end(project, run.finish(), reference)
 
@@ -494,25 +491,22 @@ def test_disk_full_while_appending_to_the_checkpoint(loop, warm, project, refere
 
 
 def test_chat_resumes_a_step_killed_after_its_writes_were_saved(loop, warm, project, reference, monkeypatch):
-    """The narrowest kill point the random kills found: a node's writes are in the log, the
+    """The narrowest kill point the random kills found: a node's writes are saved, the
     checkpoint after them is not. get_state() then shows no `next` and no question, as if the
     run had ended, and the terminal restarted from the input: the answer that node had accepted
-    was dropped. The point is made exactly, by cutting the log after that node's writes."""
+    was dropped. The point is made exactly, by deleting what was saved after that node's writes."""
     from agent import cli
 
     run = Run(loop, project, warm, thread=cli.THREAD_ID)
     run.until("base_model.decision")
-    (log,) = (project / ".training-pipeline" / "checkpoints").glob("*.log")
-    start = log.stat().st_size
+    db = run.app.checkpointer.conn
+    (start,) = db.execute("SELECT max(checkpoint_id) FROM checkpoints").fetchone()
     run.answer("yes")
-    end = start
-    for line in log.read_bytes()[start:].splitlines(keepends=True):
-        end += len(line)
-        record = json.loads(line[9:])  # "<crc32> <json>"
-        if record["op"] == "writes" and any(item[1] == "decisions" for item in record["items"]):
-            break  # base_model_decide's writes: the kill comes right after them
-    with open(log, "r+b") as fh:
-        fh.truncate(end)
+    # base_model_decide's writes are saved on the checkpoint it ran from: the kill comes right after them.
+    (cut,) = db.execute("SELECT min(checkpoint_id) FROM writes WHERE channel = 'decisions' AND checkpoint_id >= ?", (start,)).fetchone()
+    db.execute("DELETE FROM checkpoints WHERE checkpoint_id > ?", (cut,))
+    db.execute("DELETE FROM writes WHERE checkpoint_id > ?", (cut,))
+    db.commit()
 
     run.restart()
     snapshot = run.state()

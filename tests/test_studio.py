@@ -29,6 +29,7 @@ from langgraph.types import Command
 from langgraph_sdk import get_client
 
 import agent.context as context_module
+from agent.checkpoint import DATABASE_NAME
 from agent.context import Context, knowledge_client
 from agent.interview import PAYLOAD_SCHEMA, Question, response_schema
 from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
@@ -358,7 +359,7 @@ def test_interrupted_thread_survives_a_server_restart(tmp_path):
     finally:
         srv.stop()
     assert t.question_ids[-1] == "peft.compute"
-    assert list(srv.checkpoints.glob("*.log"))  # the project checkpointer (langgraph.json) held the thread
+    assert (srv.checkpoints / DATABASE_NAME).is_file()  # the project checkpointer (langgraph.json) held the thread
 
     srv.start()  # a new process on the same folders
     try:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from agent import sidecar
 from agent.artifacts.writer import write_phase_artifacts, write_skip_artifacts
+from agent.context import Context, get_context, project_folder
 from agent.nodes.common import say
 from agent.planning.plan import plan
 from agent.planning.pitfalls import check_pitfalls
@@ -32,14 +35,15 @@ def fields_by_section(state: PipelineState) -> dict[str, dict]:
     return {s: d["fields"] for s, d in (state.get("decisions") or {}).items()}
 
 
-def write_artifacts(state: PipelineState) -> dict[str, Any]:
+def write_artifacts(state: PipelineState, runtime: Runtime[Context] | None = None) -> dict[str, Any]:
     """Seed sections 9-11: spec, config template, decision log, project spec, sidecar."""
+    root = project_folder(state, get_context(runtime))
     decisions = state.get("decisions") or {}
     fields = fields_by_section(state)
     pitfalls = [p.model_dump(mode="json") for p in check_pitfalls(fields, state.get("project"))]
     summary = plan(fields).summary if {"base_model", "peft"} <= set(fields) else None
     written = write_phase_artifacts(
-        state["project_dir"],
+        root,
         decisions,
         state.get("superseded") or [],
         state.get("knowledge") or [],
@@ -47,14 +51,15 @@ def write_artifacts(state: PipelineState) -> dict[str, Any]:
         pitfalls=pitfalls,
         estimate_summary=summary,
     )
-    sidecar.mark_phase_complete(state["project_dir"])
+    sidecar.mark_phase_complete(root)
     text = "Phase 2 artifacts written:\n" + "\n".join(f"- `{p}`" for p in written)
     return {"artifacts": written, "phase_status": "complete", "revisiting": None, **say(text)}
 
 
-def write_skip_record(state: PipelineState) -> dict[str, Any]:
-    written = write_skip_artifacts(state["project_dir"])
-    sidecar.mark_phase_skipped(state["project_dir"])
+def write_skip_record(state: PipelineState, runtime: Runtime[Context]) -> dict[str, Any]:
+    root = project_folder(state, get_context(runtime))
+    written = write_skip_artifacts(root)
+    sidecar.mark_phase_skipped(root)
     text = (
         "**Phase 2: Training Pipeline - SKIPPED.** The project uses a RAG-only architecture, so no fine-tuning is "
         "needed. The skip record is in `phase-2-training/spec.md`; proceeding to Phase 3 (Inference Pipeline)."
@@ -62,9 +67,9 @@ def write_skip_record(state: PipelineState) -> dict[str, Any]:
     return {"artifacts": written, "phase_status": "skipped", **say(text)}
 
 
-def verify_sidecar(state: PipelineState) -> dict[str, Any]:
+def verify_sidecar(state: PipelineState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Before leaving the step: the sidecar must say what the seed's section 11 says, and the files must exist."""
-    root = Path(state["project_dir"])
+    root = Path(project_folder(state, get_context(runtime)))
     raw = sidecar.load_sidecar(root)
     problems: list[str] = []
     status = sidecar.phase_status(raw)
@@ -81,7 +86,7 @@ def verify_sidecar(state: PipelineState) -> dict[str, Any]:
                 problems.append(f"{DECISION_IDS[section]} was missing or stale")
         missing_pages = [p for p in PHASE_PAGES if not (root / p).is_file()]
         if missing_pages or status != "complete" or 4 not in (raw.get("stepsCompleted") or []):
-            write_artifacts(state)
+            write_artifacts(state, runtime)
             problems.append("artifacts or completion were missing")
     text = "Sidecar verified" + (f" and repaired ({'; '.join(problems)})." if problems else ": every decision and the phase status are recorded.")
     return say(text)

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.graph import END
+from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from agent import sidecar
+from agent.context import Context, get_context, project_folder
 from agent.interview import Option, Question, message_text, parse_choice
 from agent.nodes.common import ask_and_parse, first_open, retry, say
 from agent.project import read_overview
@@ -29,17 +31,20 @@ ASK_FOLDER = (
 )
 
 
-def load_project(state: PipelineState) -> Command:
+def load_project(state: PipelineState, runtime: Runtime[Context]) -> Command:
     """Read and validate the sidecar; restore decisions recorded by an earlier session.
 
     The folder comes from the input's `project_dir` or, for a chat, from the user's message; a chat
     that names none, or a folder that cannot be used, gets a reply asking for it. A thread that was
     waiting at a question goes back to that question: a message sent meanwhile is its answer.
     """
-    project_dir, chatting = project_folder(state)
-    if not project_dir:
+    ctx = get_context(runtime)
+    named, chatting = requested_folder(state)
+    if not (named or ctx.project_dir):
         return Command(goto=END, update=say(ASK_FOLDER))
     try:
+        # The run's own folder (context) wins over one named in state or chat: see project_folder.
+        project_dir = project_folder({"project_dir": named}, ctx)
         raw = sidecar.load_sidecar(project_dir)
     except sidecar.ProjectError as exc:
         if not chatting:
@@ -54,7 +59,7 @@ def load_project(state: PipelineState) -> Command:
         **overview,
     }
     update: dict[str, Any] = {
-        "project_dir": project_dir,
+        "project_dir": project_dir,  # absolute: the folder a resumed run continues on unless it is given another
         "project": project,
         "architecture": raw.get("architecture"),
         "phase_status": sidecar.phase_status(raw),
@@ -67,7 +72,7 @@ def load_project(state: PipelineState) -> Command:
     return Command(goto=waiting or "check_skip", update=update)
 
 
-def project_folder(state: PipelineState) -> tuple[str | None, bool]:
+def requested_folder(state: PipelineState) -> tuple[str | None, bool]:
     """(the folder to work on, whether a chat is still looking for it: then a problem is replied to).
 
     A thread whose project is loaded keeps its folder; before that, the latest user message names
@@ -139,7 +144,7 @@ def check_skip(state: PipelineState) -> Command:
     return Command(goto="welcome")
 
 
-def ask_architecture(state: PipelineState) -> Command[Literal["ask_architecture", "check_skip"]]:
+def ask_architecture(state: PipelineState, runtime: Runtime[Context]) -> Command[Literal["ask_architecture", "check_skip"]]:
     """The sidecar has no architecture: ask, never guess."""
     question = Question(
         question_id="architecture",
@@ -155,6 +160,6 @@ def ask_architecture(state: PipelineState) -> Command[Literal["ask_architecture"
     value, update = ask_and_parse(state, question, lambda raw: parse_choice(raw, ARCH_OPTIONS))
     if value is None:
         return retry("ask_architecture", update)
-    sidecar.set_architecture(state["project_dir"], value)
+    sidecar.set_architecture(project_folder(state, get_context(runtime)), value)
     project = {**state["project"], "architecture": value}
     return Command(goto="check_skip", update={**update, "architecture": value, "project": project})

@@ -21,7 +21,7 @@ from langgraph.types import Command
 from pydantic import ValidationError
 
 from agent import llm_tasks, sidecar
-from agent.context import Context, get_context
+from agent.context import Context, get_context, project_folder
 from agent.interview import InvalidAnswer, Question, clean_text, format_validation_error, is_no, is_yes, match_choice, parse_edits
 from agent.knowledge.models import cited_refs
 from agent.llm import Facilitator, llm_enabled
@@ -351,7 +351,7 @@ def record(
         date=ctx.date(),
     ).model_dump(mode="json")
     previous = (state.get("decisions") or {}).get(spec.name)
-    project_dir = state["project_dir"]
+    project_dir = project_folder(state, ctx)
     acknowledged = [f"{decision['id']}:{p['id']}" for p in pitfalls]
     sidecar.upsert_decision(project_dir, sidecar_entry(decision), acknowledged=acknowledged)
     out: dict[str, Any] = {
