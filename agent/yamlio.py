@@ -76,9 +76,12 @@ def load_checked(text: str) -> Any:
     except yaml.MarkedYAMLError:
         if SafeLoader is yaml.SafeLoader:
             raise
-        yaml.safe_load(text)  # for its clearer message and mark
+        try:
+            yaml.safe_load(text)  # for its clearer message and mark
+        except RecursionError:
+            raise TooLarge(f"values are nested more than {MAX_DEPTH} levels deep") from None
         raise
-    except RecursionError:  # the pure-Python composer recurses per level
+    except RecursionError:  # the pure-Python parser recurses per level
         raise TooLarge(f"values are nested more than {MAX_DEPTH} levels deep") from None
     finally:
         loader.dispose()

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from langgraph.types import Command
 
-from agent import sidecar
+from agent import lock, sidecar
 from agent.interview import Option, Question, parse_choice
 from agent.nodes.common import ask_and_parse, retry, say
 from agent.project import read_overview
@@ -25,6 +25,7 @@ def load_project(state: PipelineState) -> dict[str, Any]:
     project_dir = state.get("project_dir")
     if not project_dir:
         raise sidecar.ProjectError("No project folder given: start the run with {\"project_dir\": \"<folder with sidecar.yaml>\"}.")
+    lock.check_not_held_elsewhere(project_dir)  # a run from another process than the holding session: refused
     raw = sidecar.load_sidecar(project_dir)
     overview = read_overview(project_dir)
     project = {
@@ -95,6 +96,9 @@ def ask_architecture(state: PipelineState) -> Command[Literal["ask_architecture"
     value, update = ask_and_parse(state, question, lambda raw: parse_choice(raw, ARCH_OPTIONS))
     if value is None:
         return retry("ask_architecture", update)
-    sidecar.set_architecture(state["project_dir"], value)
+    try:
+        sidecar.set_architecture(state["project_dir"], value)
+    except sidecar.ProjectError as exc:  # e.g. a full disk: say what to fix, ask again with the answer kept
+        return retry("ask_architecture", {**update, "errors": {question.question_id: str(exc)}})
     project = {**state["project"], "architecture": value}
     return Command(goto="check_skip", update={**update, "architecture": value, "project": project})

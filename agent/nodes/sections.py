@@ -347,7 +347,12 @@ def record(
     previous = (state.get("decisions") or {}).get(spec.name)
     project_dir = state["project_dir"]
     acknowledged = [f"{decision['id']}:{p['id']}" for p in pitfalls]
-    sidecar.upsert_decision(project_dir, sidecar_entry(decision), acknowledged=acknowledged)
+    try:
+        sidecar.upsert_decision(project_dir, sidecar_entry(decision), acknowledged=acknowledged)
+    except sidecar.ProjectError as exc:
+        # Not saved (full disk, read-only folder, ...): ask again, the confirmed fields as the default.
+        kept = {**state["recommendations"][spec.name], "proposal": {**proposal.model_dump(mode="json"), "fields": fields}}
+        return retry(f"{spec.name}_decide", {**update, "errors": {spec.decision_id: str(exc)}, "recommendations": {spec.name: kept}})
     out: dict[str, Any] = {
         **update,
         "decisions": {spec.name: decision},
