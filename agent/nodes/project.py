@@ -99,6 +99,7 @@ def ask_architecture(state: PipelineState) -> Command[Literal["ask_architecture"
     try:
         sidecar.set_architecture(state["project_dir"], value)
     except sidecar.ProjectError as exc:  # e.g. a full disk: say what to fix, ask again with the answer kept
-        return retry("ask_architecture", {**update, "errors": {question.question_id: str(exc)}})
+        answers = [{**a, "accepted": False, "error": str(exc)} for a in update.get("answers", [])]
+        return retry("ask_architecture", {**update, "answers": answers, "errors": {question.question_id: str(exc)}})
     project = {**state["project"], "architecture": value}
     return Command(goto="check_skip", update={**update, "architecture": value, "project": project})

@@ -352,7 +352,9 @@ def record(
     except sidecar.ProjectError as exc:
         # Not saved (full disk, read-only folder, ...): ask again, the confirmed fields as the default.
         kept = {**state["recommendations"][spec.name], "proposal": {**proposal.model_dump(mode="json"), "fields": fields}}
-        return retry(f"{spec.name}_decide", {**update, "errors": {spec.decision_id: str(exc)}, "recommendations": {spec.name: kept}})
+        answers = [{**a, "accepted": False, "error": str(exc)} for a in update.get("answers", [])]
+        return retry(f"{spec.name}_decide", {**update, "answers": answers, "errors": {spec.decision_id: str(exc)},
+                                             "recommendations": {spec.name: kept}})
     out: dict[str, Any] = {
         **update,
         "decisions": {spec.name: decision},
