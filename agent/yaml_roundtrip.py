@@ -27,6 +27,8 @@ def _yaml(text: str) -> YAML:
     match = _SEQUENCE_UNDER_KEY.search(text)
     offset = max(0, len(match.group(2)) - len(match.group(1))) if match else 2
     y.indent(mapping=2, sequence=offset + 2, offset=offset)  # the workflow writes "  - id: ..."
+    first = next((line for line in text.splitlines() if line.strip() and not line.startswith("#")), "")
+    y.explicit_start = first.startswith("---")
     return y
 
 

@@ -418,3 +418,25 @@ def test_the_holding_session_itself_writes_freely(project_copy, loop, knowledge)
         values = Session(loop, knowledge, str(folder)).run(answer_from(HAPPY))
     assert values["phase_status"] == "complete"
     assert yaml.safe_load((folder / "sidecar.yaml").read_text())["phases"]["phase_2_training"] == "complete"
+
+
+def test_a_layout_the_fast_path_does_not_take_still_keeps_comments_and_quoting(tmp_path):
+    # A document marker and decisions written flow-style: the whole file goes through the round trip.
+    text = "---\n" + REAL_WORKFLOW.replace("stories: []\n", "stories: []  # none yet\n")
+    folder = write_sidecar(tmp_path / "p", text)
+    upsert_decision(folder, tp(1))
+    mark_phase_complete(folder)
+    out = (folder / "sidecar.yaml").read_text(encoding="utf-8").splitlines()
+    assert out[0] == "---"
+    kept = [line for line in UNOWNED if line not in out and "stories" not in line]
+    assert kept == [] and "stories: []  # none yet" in out
+    assert [d["id"] for d in tp_entries(load_sidecar(folder))] == ["tp-001"]
+
+
+def test_an_entry_replaced_at_the_end_of_the_list_keeps_the_comment_below_it(tmp_path):
+    folder = write_sidecar(tmp_path / "p", REAL_WORKFLOW)
+    upsert_decision(folder, tp(1))
+    upsert_decision(folder, tp(1, choice="again"))
+    text = (folder / "sidecar.yaml").read_text(encoding="utf-8")
+    assert "\n\n# Warnings Acknowledged\nwarnings_acknowledged: []\n" in text
+    assert text.index("choice: again") < text.index("# Warnings Acknowledged")
