@@ -147,7 +147,9 @@ def validate_sidecar(raw: Any, *, where: str = SIDECAR_NAME) -> SidecarModel:
 MAX_SIDECAR_BYTES = 2 * 1024 * 1024
 
 
-def _read(folder: Path) -> tuple[str, dict]:
+def _read(folder: Path, known: tuple[str, dict] | None = None) -> tuple[str, dict]:
+    """The sidecar's text and validated mapping. `known` is a (text, mapping) this process
+    wrote: when the file still holds that text, its mapping is returned without parsing."""
     if not folder.exists():
         raise ProjectError(
             f"Project folder not found: {folder}. Check the path, or create a demo project "
@@ -166,6 +168,8 @@ def _read(folder: Path) -> tuple[str, dict]:
         text = data.decode("utf-8-sig")  # -sig: tolerate a byte-order mark from editors
     except UnicodeDecodeError as exc:
         raise ProjectError(f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded). Save it as UTF-8.") from None
+    if known is not None and known[0] == text:
+        return known
     try:
         raw = yamlio.load_checked(text)
     except yamlio.DuplicateKeys as exc:
@@ -307,28 +311,35 @@ def update_sidecar(project_dir: Path | str, fn: Callable[[dict], None]) -> dict:
     """
     folder = Path(project_dir)
     with project_writes(folder):
-        text, raw = _read(folder)  # re-read: another step or process may have changed the file
-        old = copy.deepcopy(raw)
+        key = folder.resolve()
+        # Re-read: another step or process may have changed the file. If it still holds what
+        # this process last wrote there, that write's checked mapping saves parsing it again.
+        text, old = _read(folder, _written.get(key))
+        raw = copy.deepcopy(old)
         fn(raw)
         validate_sidecar(raw, where=f"{sidecar_path(folder)} (after the change)")
-        new_text = _round_trip(text, old, raw)
+        new_text, written = _round_trip(text, old, raw)
         try:
             atomic_write_text(SIDECAR_NAME, new_text, root=folder)
         except UnsafePath as exc:
             raise ProjectError(f"{exc}. {SIDECAR_NAME} must be a file inside the project folder.") from None
         except OSError as exc:
             raise ProjectError(write_problem(sidecar_path(folder), exc)) from None
+        _written[key] = (new_text, written)  # its own copy, loaded back from the text: never handed out
         return raw
 
 
-def _round_trip(text: str, old: dict, new: dict) -> str:
+_written: dict[Path, tuple[str, dict]] = {}  # folder -> (text last written there, its mapping)
+
+
+def _round_trip(text: str, old: dict, new: dict) -> tuple[str, dict]:
     """`text` changed to hold `new`, everything that stays keeping its bytes.
 
     The fast way replaces only the changed top-level values (and, in a changed list,
     only the changed items); a layout it does not handle goes through ruamel.yaml's
     round trip, which keeps comments, order, quoting and style. Each result is loaded
     back and must hold exactly `new`; if neither can, the file is rewritten plainly,
-    keeping its header comments.
+    keeping its header comments. Returns the text and the mapping loaded back from it.
     """
     attempts = (
         lambda: yaml_splice.splice(text, old, new, same_yaml_value, _rewrite_key(text, old), _list_item),
@@ -337,11 +348,15 @@ def _round_trip(text: str, old: dict, new: dict) -> str:
     for attempt in attempts:
         try:
             candidate = attempt()
-            if candidate is not None and same_yaml_value(yamlio.load(candidate), new):
-                return candidate
+            if candidate is None:
+                continue
+            back = yamlio.load(candidate)
+            if same_yaml_value(back, new):
+                return candidate, back
         except Exception:  # noqa: BLE001 - any failure here has the next way to fall back on
             continue
-    return _leading_comments(text) + dump_yaml(new)
+    plain = _leading_comments(text) + dump_yaml(new)
+    return plain, yamlio.load(plain)
 
 
 def _rewrite_key(text: str, old: dict) -> Callable[[str, Any], str]:
