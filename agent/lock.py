@@ -127,7 +127,7 @@ def project_writes(project_dir: Path | str) -> Iterator[None]:
 
     One writer at a time per project, across threads (a lock) and processes (an
     advisory flock the kernel drops when its holder dies, so it never goes stale).
-    Whatever the entry point (terminal, API server, SDK, export, a script), a writer
+    Whatever the entry point (terminal, API server, SDK, a script), a writer
     in a process that does not hold the session lock of a project another session
     holds is refused with LockHeld, which names that session.
     """
@@ -172,8 +172,8 @@ def check_not_held_elsewhere(project_dir: Path | str, state_dir: Path | None = N
         with _held_guard:
             if path in _held_here:
                 return  # this process's own session
-    if _is_stale(info, path) and info is not None:
-        return
+    if info is not None and _is_stale(info, path):
+        return  # its process is gone: the next session takes it over
     raise LockHeld(_held_message(Path(project_dir), path, info), info)
 
 
