@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
-from agent import yaml_roundtrip, yaml_splice, yamlio
+from agent import yaml_splice, yamlio
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from agent.errors import ProjectError, write_problem
@@ -343,7 +343,7 @@ def _round_trip(text: str, old: dict, new: dict) -> tuple[str, dict]:
     """
     attempts = (
         lambda: yaml_splice.splice(text, old, new, same_yaml_value, _rewrite_key(text, old), _list_item),
-        lambda: yaml_roundtrip.rewrite(text, new),
+        lambda: _roundtrip().rewrite(text, new),
     )
     for attempt in attempts:
         try:
@@ -368,9 +368,16 @@ def _rewrite_key(text: str, old: dict) -> Callable[[str, Any], str]:
         chunk = yaml_splice.chunk_text(text, key)
         if chunk is None:
             raise ValueError(f"no text for {key!r}")
-        return yaml_roundtrip.rewrite(chunk, {key: value})
+        return _roundtrip().rewrite(chunk, {key: value})
 
     return emit
+
+
+def _roundtrip() -> Any:
+    # Imported on the first write that needs it: ruamel.yaml costs start-up time, and reading does not.
+    from agent import yaml_roundtrip
+
+    return yaml_roundtrip
 
 
 def _piece(value: Any) -> str:
