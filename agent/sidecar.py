@@ -174,7 +174,7 @@ def _read(folder: Path, known: tuple[str, dict] | None = None) -> tuple[str, dic
         raw = yamlio.load_checked(text)
     except yamlio.DuplicateKeys as exc:
         raise ProjectError(
-            f"{path} repeats keys: {exc}. YAML keeps only the last of them, so the earlier values "
+            f"{path} repeats keys: {exc.where}. YAML keeps only the last of them, so the earlier values "
             "would be silently lost. Keep one of each and try again."
         ) from None
     except yamlio.TooLarge as exc:

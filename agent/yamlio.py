@@ -26,8 +26,8 @@ class DuplicateKeys(yaml.YAMLError):
 
     def __init__(self, found: list[tuple[str, int]]) -> None:
         self.found = found  # (key, 1-based line of the repeat)
-        where = ", ".join(f"{key!r} (again at line {line})" for key, line in found)
-        super().__init__(f"duplicate keys: {where}")
+        self.where = ", ".join(f"{key!r} (again at line {line})" for key, line in found)
+        super().__init__(f"duplicate keys: {self.where}")
 
 
 class TooLarge(yaml.YAMLError):
@@ -73,7 +73,9 @@ def load_checked(text: str) -> Any:
     loader.duplicates = []
     try:
         data = loader.get_single_data()
-    except yaml.MarkedYAMLError:
+    except yaml.MarkedYAMLError as exc:
+        if "nesting depth" in str(exc.problem or ""):  # libyaml's own limit: no slow second parse
+            raise TooLarge(f"values are nested more than {MAX_DEPTH} levels deep") from None
         if SafeLoader is yaml.SafeLoader:
             raise
         try:

@@ -1237,7 +1237,8 @@ def _hostile_sidecar(name: str, make: Callable[[Path], None], knowledge: WarmKno
         return FaultResult("file", name, False, f"expected a clear refusal, got {_describe(error) if error else 'a session'}", seconds)
     if _snapshot(project) != before:
         return FaultResult("file", name, False, "files changed", seconds)
-    return FaultResult("file", name, True, str(error).splitlines()[0][:120], seconds)
+    message = str(error).splitlines()[0].replace(f"{project}{os.sep}", "")
+    return FaultResult("file", name, True, f"refused in {seconds:.2f} s, nothing written: {message[:90]}", seconds)
 
 
 def _disk_at_confirmation(name: str, err: int, knowledge: WarmKnowledge, workdir: Path) -> FaultResult:
