@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.fsutil import atomic_write_text, safe_mkdir
-from agent.sidecar import ProjectError
+from agent.errors import ProjectError
+from agent.fsutil import UnsafePath, atomic_write_text, safe_mkdir
 
 try:  # POSIX; elsewhere the O_EXCL create alone serializes sessions
     import fcntl
@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - Windows
 STATE_DIR = ".training-pipeline"
 LOCK_NAME = "lock"
 GUARD_NAME = "lock.guard"
+WRITES_NAME = "writes.lock"  # flocked around each read-modify-write of the project's files
 GITIGNORE = "# Session state of training-pipeline (lock, checkpoints): not project content.\n*\n"
 # Without the guard flock, an unreadable lock is only presumed abandoned after this long:
 # its creator may still be between creating the file and writing it.
@@ -48,7 +49,7 @@ _held_here: set[Path] = set()
 _held_guard = threading.Lock()
 
 
-class LockHeld(ProjectError):
+class LockHeld(ProjectError, ValueError):
     """Another session holds the project; `info` is what its lock file says."""
 
     def __init__(self, message: str, info: dict[str, Any] | None) -> None:
@@ -113,6 +114,91 @@ class ProjectLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+_writers = threading.local()  # the folders this thread is writing in (nested writes re-enter)
+_thread_locks: dict[Path, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def project_writes(project_dir: Path | str) -> Iterator[None]:
+    """Held around each read-modify-write of the sidecar and the artifacts.
+
+    One writer at a time per project, across threads (a lock) and processes (an
+    advisory flock the kernel drops when its holder dies, so it never goes stale).
+    Whatever the entry point (terminal, API server, SDK, a script), a writer
+    in a process that does not hold the session lock of a project another session
+    holds is refused with LockHeld, which names that session.
+    """
+    folder = Path(project_dir)
+    key = folder.resolve()
+    held: set[Path] = _writers.__dict__.setdefault("folders", set())
+    if key in held:  # a write inside a write of the same thread
+        yield
+        return
+    with _thread_locks_guard:
+        thread_lock = _thread_locks.setdefault(key, threading.Lock())
+    with thread_lock:
+        state_dir = _writable_state_dir(folder)
+        fd = _open_writes_lock(state_dir)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            check_not_held_elsewhere(folder, state_dir)
+            held.add(key)
+            try:
+                yield
+            finally:
+                held.discard(key)
+        finally:
+            os.close(fd)  # closing drops the flock
+
+
+def check_not_held_elsewhere(project_dir: Path | str, state_dir: Path | None = None) -> None:
+    """Raise LockHeld if a live session in another process holds the project.
+
+    A lock this process holds, or one left by a process that is gone, lets the caller on.
+    """
+    path = (state_dir or Path(project_dir).resolve() / STATE_DIR) / LOCK_NAME
+    info = _read(path)
+    if info is None:
+        if not path.exists():
+            return
+        with contextlib.suppress(OSError):  # unreadable: only trust it while it is fresh (being created)
+            if time.time() - path.stat().st_mtime > _UNREADABLE_GRACE_S:
+                return
+    elif info.get("pid") == os.getpid() and info.get("host") == socket.gethostname():
+        with _held_guard:
+            if path in _held_here:
+                return  # this process's own session
+    if info is not None and _is_stale(info, path):
+        return  # its process is gone: the next session takes it over
+    raise LockHeld(_held_message(Path(project_dir), path, info), info)
+
+
+def _writable_state_dir(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise ProjectError(f"Project folder not found: {folder}. Check the path.")
+    try:
+        return ensure_state_dir(folder)
+    except UnsafePath as exc:
+        raise ProjectError(f"{exc}. {STATE_DIR} must be a folder inside the project, not a link out of it.") from None
+    except OSError as exc:
+        raise ProjectError(
+            f"Cannot write in the project folder {folder}: {exc.strerror or exc}. Make it writable "
+            f"(for example `chmod u+w {folder}`), then answer again: nothing was changed, and your answer is kept."
+        ) from None
+
+
+def _open_writes_lock(state_dir: Path) -> int:
+    try:
+        return os.open(state_dir / WRITES_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ProjectError(
+            f"Cannot write in {state_dir}: {exc.strerror or exc}. Make it writable, then answer again: "
+            "nothing was changed, and your answer is kept."
+        ) from None
 
 
 def ensure_state_dir(project_dir: Path | str) -> Path:

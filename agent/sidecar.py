@@ -13,18 +13,21 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import math
+import os
 import re
-import threading
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from agent import yamlio
+from agent import yaml_splice, yamlio
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from agent.errors import ProjectError, write_problem
 from agent.fsutil import UnsafePath, atomic_write_text
+from agent.lock import project_writes
 from agent.state import ARCHITECTURES
 
 SIDECAR_NAME = "sidecar.yaml"
@@ -37,31 +40,34 @@ TP_ID = re.compile(r"^tp-\d{3}$")
 _INIT_HINT = "training-pipeline init-demo {dir} --architecture fine-tuning"
 
 
-class ProjectError(ValueError):
-    """A problem with the project folder that the user can fix; the message says how.
-
-    A ValueError, so the LangGraph API server passes the message on to its clients."""
-
-
 # --- the shape step 4 relies on ------------------------------------------------------
 
 
 class DecisionEntry(BaseModel):
-    """One `decisions` entry. Later workflow versions add fields (phase, date, ...): kept."""
+    """One of this step's `decisions` entries (tp-nnn). Extra fields are kept.
+
+    Entries of other steps or workflow versions (`req-001` requirements without a
+    choice, decisions without `knowledge_ref`, ...) are not this step's to check.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     id: StrictStr = Field(min_length=1)
     choice: StrictStr
     rationale: StrictStr
+    knowledge_ref: StrictStr | None = None
+
+
+class WrittenDecision(DecisionEntry):
+    """What this step writes: always with the knowledge it consulted (empty when none)."""
+
     knowledge_ref: StrictStr
 
 
 class Phases(BaseModel):
     model_config = ConfigDict(extra="allow")
-    __pydantic_extra__: dict[str, StrictStr] = Field(init=False)
 
-    phase_2_training: Literal["pending", "in_progress", "complete", "skipped"]
+    phase_2_training: Literal["pending", "in_progress", "complete", "skipped"] = "pending"
 
 
 class SidecarModel(BaseModel):
@@ -76,8 +82,8 @@ class SidecarModel(BaseModel):
     project_name: StrictStr = Field(min_length=1)
     architecture: StrictStr | None = None
     current_phase: StrictInt | None = Field(default=None, alias="currentPhase")
-    steps_completed: list[StrictInt] = Field(default_factory=list, alias="stepsCompleted")
-    decisions: list[DecisionEntry] = Field(default_factory=list)
+    steps_completed: list[StrictInt | StrictStr] = Field(default_factory=list, alias="stepsCompleted")
+    decisions: list[Any] = Field(default_factory=list)
     warnings_acknowledged: list[Any] = Field(default_factory=list)
     phases: Phases | None = None
 
@@ -112,17 +118,38 @@ def validate_sidecar(raw: Any, *, where: str = SIDECAR_NAME) -> SidecarModel:
             f"{where} must be a mapping of keys (project_name: ..., phases: ...), "
             f"but it holds {_kind(raw)}. Fix the file and try again."
         )
+    errors: list[dict] = []
+    model = None
     try:
-        return SidecarModel.model_validate(raw)
+        model = SidecarModel.model_validate(raw)
     except ValidationError as exc:
-        problems = "\n".join(f"  - {_describe(err)}" for err in exc.errors())
+        errors += exc.errors()
+    decisions = raw.get("decisions")
+    for i, entry in enumerate(decisions if isinstance(decisions, list) else []):
+        if not (isinstance(entry, dict) and isinstance(entry.get("id"), str) and TP_ID.match(entry["id"])):
+            continue  # another step's entry, in whatever shape its version writes
+        try:
+            DecisionEntry.model_validate(entry)
+        except ValidationError as exc:
+            errors += [{**err, "loc": ("decisions", i, *err["loc"])} for err in exc.errors()]
+    if errors:
+        problems = "\n".join(f"  - {_describe(err)}" for err in errors)
         raise ProjectError(
             f"{where} does not have the shape the workflow expects:\n{problems}\n"
             "Fix these keys (other keys may stay as they are) and try again."
-        ) from None
+        )
+    assert model is not None
+    return model
 
 
-def _read(folder: Path) -> tuple[str, dict]:
+# A sidecar is a few kilobytes; one this large is not a sidecar, and rewriting it on every
+# answer would take seconds.
+MAX_SIDECAR_BYTES = 2 * 1024 * 1024
+
+
+def _read(folder: Path, known: tuple[str, dict] | None = None) -> tuple[str, dict]:
+    """The sidecar's text and validated mapping. `known` is a (text, mapping) this process
+    wrote: when the file still holds that text, its mapping is returned without parsing."""
     if not folder.exists():
         raise ProjectError(
             f"Project folder not found: {folder}. Check the path, or create a demo project "
@@ -136,14 +163,22 @@ def _read(folder: Path) -> tuple[str, dict]:
             f"No {SIDECAR_NAME} in {folder}: this folder is not an AI engineering project yet. "
             f"Create one with `{_INIT_HINT.format(dir=folder)}` or run step 1 of the workflow."
         )
+    data = _read_regular_file(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: tolerate a byte-order mark from editors
+        text = data.decode("utf-8-sig")  # -sig: tolerate a byte-order mark from editors
     except UnicodeDecodeError as exc:
         raise ProjectError(f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded). Save it as UTF-8.") from None
-    except OSError as exc:
-        raise ProjectError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    if known is not None and known[0] == text:
+        return known
     try:
-        raw = yamlio.load(text)
+        raw = yamlio.load_checked(text)
+    except yamlio.DuplicateKeys as exc:
+        raise ProjectError(
+            f"{path} repeats keys: {exc.where}. YAML keeps only the last of them, so the earlier values "
+            "would be silently lost. Keep one of each and try again."
+        ) from None
+    except yamlio.TooLarge as exc:
+        raise ProjectError(f"{path} is not a sidecar this step can use: {exc}. Restore it from version control.") from None
     except yaml.MarkedYAMLError as exc:
         raise ProjectError(f"{path} is not valid YAML {_yaml_problem(exc)}. Fix the file and try again.") from None
     except yaml.YAMLError as exc:
@@ -155,6 +190,53 @@ def _read(folder: Path) -> tuple[str, dict]:
         )
     validate_sidecar(raw, where=str(path))
     return text, raw
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The file's bytes, refusing what is not a plain file of sidecar size.
+
+    Opened non-blocking and checked with fstat before reading: a FIFO would otherwise
+    block the open (or the read) until something writes to it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ProjectError(f"Cannot read {path}: {exc.strerror or exc}. Check its permissions.") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ProjectError(
+                f"{path} is {_file_kind(info.st_mode)}, not a regular file. Replace it with the project's "
+                f"{SIDECAR_NAME} (restore it from version control)."
+            )
+        if info.st_size > MAX_SIDECAR_BYTES:
+            raise ProjectError(
+                f"{path} is {info.st_size / 1024 / 1024:.1f} MB; a sidecar holds a few kilobytes of project state "
+                f"(at most {MAX_SIDECAR_BYTES // 1024 // 1024} MB here). Move large content out of it, or restore it "
+                "from version control."
+            )
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > MAX_SIDECAR_BYTES:  # grew while we read
+                raise ProjectError(f"{path} is larger than {MAX_SIDECAR_BYTES // 1024 // 1024} MB; a sidecar holds a few kilobytes.")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ProjectError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
@@ -218,33 +300,103 @@ def _kind(value: Any) -> str:
 
 # --- writing ---------------------------------------------------------------------------
 
-_locks: dict[Path, threading.RLock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock_for(folder: Path) -> threading.RLock:
-    key = folder.resolve()
-    with _locks_guard:
-        return _locks.setdefault(key, threading.RLock())
-
-
 def update_sidecar(project_dir: Path | str, fn: Callable[[dict], None]) -> dict:
     """Read the sidecar, let `fn` change the mapping in place, validate, write atomically.
 
-    Nothing is written if `fn` raises or the result does not validate. Returns the
-    mapping as written.
+    Runs under the project's write lock (every process and thread), so a change is never
+    made to a stale copy. The file is rewritten through a round trip that keeps the
+    comments, order, quoting and style of everything `fn` does not touch; the new text is
+    loaded back and must hold exactly the changed mapping. Nothing is written if `fn`
+    raises or the result does not validate. Returns the mapping as written.
     """
     folder = Path(project_dir)
-    with _lock_for(folder):
-        text, raw = _read(folder)  # re-read: another step may have changed the file
+    with project_writes(folder):
+        key = folder.resolve()
+        # Re-read: another step or process may have changed the file. If it still holds what
+        # this process last wrote there, that write's checked mapping saves parsing it again.
+        text, old = _read(folder, _written.get(key))
+        raw = copy.deepcopy(old)
         fn(raw)
         validate_sidecar(raw, where=f"{sidecar_path(folder)} (after the change)")
-        new_text = _leading_comments(text) + dump_yaml(raw)
+        new_text, written = _round_trip(text, old, raw)
         try:
             atomic_write_text(SIDECAR_NAME, new_text, root=folder)
         except UnsafePath as exc:
             raise ProjectError(f"{exc}. {SIDECAR_NAME} must be a file inside the project folder.") from None
+        except OSError as exc:
+            raise ProjectError(write_problem(sidecar_path(folder), exc)) from None
+        _written[key] = (new_text, written)  # its own copy, loaded back from the text: never handed out
         return raw
+
+
+_written: dict[Path, tuple[str, dict]] = {}  # folder -> (text last written there, its mapping)
+
+
+def _round_trip(text: str, old: dict, new: dict) -> tuple[str, dict]:
+    """`text` changed to hold `new`, everything that stays keeping its bytes.
+
+    The fast way replaces only the changed top-level values (and, in a changed list,
+    only the changed items); a layout it does not handle goes through ruamel.yaml's
+    round trip, which keeps comments, order, quoting and style. Each result is loaded
+    back and must hold exactly `new`; if neither can, the file is rewritten plainly,
+    keeping its header comments. Returns the text and the mapping loaded back from it.
+    """
+    attempts = (
+        lambda: yaml_splice.splice(text, old, new, same_yaml_value, _rewrite_key(text, old), _list_item),
+        lambda: _roundtrip().rewrite(text, new),
+    )
+    for attempt in attempts:
+        try:
+            candidate = attempt()
+            if candidate is None:
+                continue
+            back = yamlio.load(candidate)
+            if same_yaml_value(back, new):
+                return candidate, back
+        except Exception:  # noqa: BLE001 - any failure here has the next way to fall back on
+            continue
+    plain = _leading_comments(text) + dump_yaml(new)
+    return plain, yamlio.load(plain)
+
+
+def _rewrite_key(text: str, old: dict) -> Callable[[str, Any], str]:
+    """Writes one top-level entry: a changed one through the round trip of its own text, a new one plainly."""
+
+    def emit(key: str, value: Any) -> str:
+        if key not in old:
+            return _piece({key: value})
+        chunk = yaml_splice.chunk_text(text, key)
+        if chunk is None:
+            raise ValueError(f"no text for {key!r}")
+        return _roundtrip().rewrite(chunk, {key: value})
+
+    return emit
+
+
+def _roundtrip() -> Any:
+    # Imported on the first write that needs it: ruamel.yaml costs start-up time, and reading does not.
+    from agent import yaml_roundtrip
+
+    return yaml_roundtrip
+
+
+def _piece(value: Any) -> str:
+    return yaml.dump(value, Dumper=_PrettyDumper, sort_keys=False, allow_unicode=True, width=2**31, default_flow_style=False)
+
+
+_PIECES: dict[str, str] = {}  # repr of an item (exact and type-aware) -> its YAML text
+
+
+def _list_item(item: Any) -> str:
+    """One `  - ...` list item; cached, since a revisit writes the same items again."""
+    key = repr(item)
+    piece = _PIECES.get(key)
+    if piece is None:
+        if len(_PIECES) > 256:
+            _PIECES.clear()
+        # Dumped under a throwaway key for the list's indentation; that key's line is dropped.
+        piece = _PIECES[key] = _piece({"_": [item]}).split("\n", 1)[1]
+    return piece
 
 
 def _leading_comments(text: str) -> str:
@@ -290,14 +442,8 @@ def dump_yaml(data: Any) -> str:
     The readable form is checked by loading it back. PyYAML has corner cases (block
     scalars; U+0085 written raw inside quotes), so when a value does not survive, the
     plain quoted form is tried, then the same with non-ASCII escaped, which is exact.
+    Used when the round trip cannot hold a value exactly.
     """
-    if isinstance(data, dict):
-        try:
-            text = _pieced(data)
-            if same_yaml_value(yamlio.load(text), data):
-                return text
-        except yaml.YAMLError:
-            pass  # RepresenterError included: the loop below reports it
     for dumper, unicode in ((_PrettyDumper, True), (_Dumper, True), (_Dumper, False)):
         try:
             text = yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=unicode, width=2**31, default_flow_style=False)
@@ -310,49 +456,6 @@ def dump_yaml(data: Any) -> str:
         if same_yaml_value(back, data):
             return text
     raise ProjectError("The sidecar holds a value that does not survive a YAML round trip; nothing was written.")
-
-
-def _pieced(data: dict) -> str:
-    """The readable form, assembled from per-key (and per-list-item) pieces.
-
-    Emitting YAML in pure Python costs most of a sidecar write, and between two writes
-    only one decision changes: unchanged pieces come from a cache. Block-style top-level
-    keys and list items are independent, so concatenating them gives the same document
-    (and `dump_yaml` still loads it back to check).
-    """
-    parts = []
-    for key, value in data.items():
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            parts.append(_piece({key: []}).replace(" []", "", 1))
-            parts += [_list_item(repr(item), item) for item in value]
-        else:
-            parts.append(_piece_cached(repr({key: value}), {key: value}))
-    return "".join(parts)
-
-
-def _piece(value: Any) -> str:
-    return yaml.dump(value, Dumper=_PrettyDumper, sort_keys=False, allow_unicode=True, width=2**31, default_flow_style=False)
-
-
-_PIECES: dict[str, str] = {}  # repr of a value (exact and type-aware) -> its YAML text
-
-
-def _cached(key: str, make: Callable[[], str]) -> str:
-    text = _PIECES.get(key)
-    if text is None:
-        if len(_PIECES) > 1024:
-            _PIECES.clear()
-        text = _PIECES[key] = make()
-    return text
-
-
-def _piece_cached(key: str, value: Any) -> str:
-    return _cached(key, lambda: _piece(value))
-
-
-def _list_item(key: str, item: dict) -> str:
-    # Dumped under a throwaway key for the list's indentation; that key's line is dropped.
-    return _cached("item:" + key, lambda: _piece({"_": [item]}).split("\n", 1)[1])
 
 
 def same_yaml_value(a: Any, b: Any) -> bool:
@@ -378,7 +481,7 @@ def upsert_decision(project_dir: Path | str, entry: dict, acknowledged: list[str
     user acknowledged with it are added in the same write (one rewrite per answer).
     """
     try:
-        DecisionEntry.model_validate(entry)
+        WrittenDecision.model_validate(entry)
     except ValidationError as exc:
         raise ValueError(f"decision entry is incomplete: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}") from None
     new = copy.deepcopy(dict(entry))
@@ -457,13 +560,18 @@ def _phases(raw: dict) -> dict:
 def _finish_phase(raw: dict, status: str) -> None:
     current = raw.get("currentPhase")
     # Never move the workflow backwards: revisiting Phase 2 after Phase 3 keeps the later phase.
-    if isinstance(current, int) and not isinstance(current, bool) and current > NEXT_PHASE:
-        raw["currentPhase"] = current
-    else:
+    if not (isinstance(current, int) and not isinstance(current, bool) and current > NEXT_PHASE):
         raw["currentPhase"] = NEXT_PHASE
     steps = raw.get("stepsCompleted")
-    steps = steps if isinstance(steps, list) else []
+    if not isinstance(steps, list):
+        steps = raw["stepsCompleted"] = []
     if STEP not in steps:
-        steps = [*steps, STEP]
-    raw["stepsCompleted"] = sorted(steps)
+        steps.append(STEP)
+    if steps != sorted(steps, key=_step_order):
+        steps.sort(key=_step_order)  # in place: the list keeps its style in the file
     _phases(raw)[PHASE_KEY] = status
+
+
+def _step_order(step: Any) -> tuple[int, int, str]:
+    # Later workflow versions may name steps with text; numbers sort first, as numbers.
+    return (0, step, "") if isinstance(step, int) else (1, 0, str(step))

@@ -1,6 +1,6 @@
 """Reliability harness: fuzzed sessions with injected faults, and the invariants each must keep.
 
-    python -m evals.reliability --sessions 1000 [--seed N] [--kills K] [--json]
+    python -m evals.reliability --sessions 1000 [--seed N] [--kills K] [--no-file-faults] [--json]
 
 Every session copies a fixture project into a fresh temporary folder and drives the real
 compiled graph with answers that hypothesis draws at each interrupt: valid options (by
@@ -19,6 +19,14 @@ question asked again with it; a decision changes only on an accepted yes (or for
 its own question; the artifacts parse and hold what was decided; sidecar keys the step
 does not own are untouched and other phases' statuses never change; nothing appears
 outside the project folder.
+
+File and process faults run as fixed scenarios after the fuzzed sessions
+(`file_and_process_faults`): hostile sidecars (alias bomb, duplicate keys, deep nesting,
+50 MB, a FIFO), a full, read-only or forbidding disk at a confirmation, a phase folder
+linked out of the project, `chat` taking the project in another process mid-session,
+and two processes upserting at once. Each must end in a clear message naming the fix,
+nothing written, no answer lost, and the session going on once the cause is gone; the
+summary table has a row for each.
 
 The SIGKILL test lives here too (`kill_anywhere`): the driver in evals/kill_driver.py is
 killed at random moments and restarted until it finishes, and the files must equal an
@@ -217,7 +225,8 @@ class BrokenModel(BaseChatModel):
 
 # --- disk faults ------------------------------------------------------------------------------
 
-DISK_ERRORS = {"ENOSPC": "No space left on device", "EIO": "Input/output error", "EROFS": "Read-only file system"}
+DISK_ERRORS = {"ENOSPC": "No space left on device", "EIO": "Input/output error", "EROFS": "Read-only file system",
+               "EACCES": "Permission denied"}
 
 
 class DiskFault:
@@ -959,6 +968,7 @@ class Stats:
     violations: int = 0
     failures: list[Outcome] = field(default_factory=list)
     kills: dict[str, int] = field(default_factory=lambda: {"runs": 0, "sigkills": 0, "mismatches": 0})
+    scenarios: list[Any] = field(default_factory=list)  # FaultResult of the file and process faults
 
     def add(self, o: Outcome) -> None:
         self.sessions += 1
@@ -974,7 +984,8 @@ class Stats:
 
     @property
     def ok(self) -> bool:
-        return not (self.crashes or self.lost or self.corrupted or self.violations or self.kills["mismatches"])
+        return not (self.crashes or self.lost or self.corrupted or self.violations or self.kills["mismatches"]
+                    or any(not r.ok for r in self.scenarios))
 
     def rows(self) -> list[tuple[str, str]]:
         f = self.faults
@@ -990,6 +1001,13 @@ class Stats:
         if self.kills["runs"]:
             k = self.kills
             rows.append(("kill-anywhere", f"{k['runs']} runs, {k['sigkills']} SIGKILLs, {k['mismatches']} mismatches"))
+        for kind in ("file", "process"):
+            done = [r for r in self.scenarios if r.kind == kind]
+            if done:
+                failed = [r.name for r in done if not r.ok]
+                rows.append((f"{kind} faults", f"{len(done)} tried, {len(done) - len(failed)} handled"
+                             + (f"; FAILED: {', '.join(failed)}" if failed else "")))
+                rows += [(f"  {r.name}", ("ok    " if r.ok else "FAILED ") + r.detail) for r in done]
         return rows
 
     def table(self) -> str:
@@ -1113,6 +1131,246 @@ def kill_anywhere(fixture: str, knowledge_file: Path, workdir: Path, rng: random
     return KillResult(fixture, kills, restarts, mismatches, len(result["answers"]))
 
 
+# --- file and process faults ------------------------------------------------------------------
+#
+# Fixed scenarios rather than drawn ones: each is a way a project folder is hurt in practice (a
+# hostile or odd sidecar, a failing disk, a phase folder linked elsewhere, a second process).
+# Each must end in a clear message that names what to fix, with nothing written and no answer
+# lost, and the session must go on once the cause is gone.
+
+FAULT_DEADLINE_S = 60.0  # far beyond the sub-second refusals: only a hang reaches it
+
+
+def _alias_bomb() -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    return "project_name: bomb\n" + "\n".join(lines) + "\n"
+
+
+def _big(path: Path) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("blob: |\n" + ("  " + "x" * 1022 + "\n") * (50 * 1024))
+
+
+HOSTILE_SIDECARS: dict[str, Callable[[Path], None]] = {
+    "alias bomb (1.5 KB)": lambda p: p.write_text(_alias_bomb(), encoding="utf-8"),
+    "duplicate keys": lambda p: p.write_text(p.read_text(encoding="utf-8") + "architecture: rag-only\n", encoding="utf-8"),
+    "1,000 levels of nesting": lambda p: p.write_text("project_name: x\nv: " + "[" * 1000 + "]" * 1000 + "\n", encoding="utf-8"),
+    "50 MB sidecar": _big,
+    "FIFO named sidecar.yaml": lambda p: (p.unlink(), os.mkfifo(p)),
+}
+DISK_AT_CONFIRMATION = {"full disk": errno.ENOSPC, "read-only file system": errno.EROFS, "permission denied": errno.EACCES}
+
+
+@dataclass
+class FaultResult:
+    kind: str  # "file" or "process"
+    name: str
+    ok: bool
+    detail: str
+    seconds: float = 0.0
+
+
+def _snapshot(project: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for p in project.rglob("*"):
+        st_ = p.lstat()
+        out[str(p.relative_to(project))] = (st_.st_mtime_ns, st_.st_size)
+    return out
+
+
+def _in_thread(fn: Callable[[], Any]) -> tuple[Any, BaseException | None, bool]:
+    """Run `fn` in a thread, waiting at most FAULT_DEADLINE_S; (result, exception, finished)."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(FAULT_DEADLINE_S)
+    return box.get("value"), box.get("error"), not worker.is_alive()
+
+
+class _Session:
+    """One graph thread driven with finishing answers, the way any front end drives it."""
+
+    def __init__(self, project: Path, knowledge: WarmKnowledge):
+        self.app = _compiled().copy({"checkpointer": InMemorySaver()})
+        self.config = {"configurable": {"thread_id": "faults"}, "recursion_limit": 500}
+        self.context = Context(knowledge_client=knowledge, today=TODAY)
+        self.project = project
+
+    def invoke(self, value: Any) -> dict | None:
+        out = asyncio.run(self.app.ainvoke(value, self.config, context=self.context))
+        pending = out.get("__interrupt__")
+        return pending[0].value if pending else None
+
+    def until(self, qid: str | None) -> dict | None:
+        payload = self.invoke({"project_dir": str(self.project)})
+        while payload is not None and payload["question_id"] != qid:
+            payload = self.invoke(Command(resume=finishing_answer(payload)))
+        return payload
+
+    def finish(self, payload: dict | None) -> None:
+        while payload is not None:
+            payload = self.invoke(Command(resume=finishing_answer(payload)))
+
+
+def _hostile_sidecar(name: str, make: Callable[[Path], None], knowledge: WarmKnowledge, workdir: Path) -> FaultResult:
+    project = copy_fixture("support-bot", Path(tempfile.mkdtemp(prefix="file-", dir=workdir)))
+    make(project / SIDECAR)
+    before = _snapshot(project)
+    t = time.perf_counter()
+    _, error, finished = _in_thread(lambda: _Session(project, knowledge).until(None))
+    seconds = time.perf_counter() - t
+    if not finished:
+        with contextlib.suppress(OSError), open(project / SIDECAR, "w"):  # let a blocked reader go
+            pass
+        return FaultResult("file", name, False, f"no answer after {FAULT_DEADLINE_S:.0f} s", seconds)
+    if not isinstance(error, ProjectError):
+        return FaultResult("file", name, False, f"expected a clear refusal, got {_describe(error) if error else 'a session'}", seconds)
+    if _snapshot(project) != before:
+        return FaultResult("file", name, False, "files changed", seconds)
+    message = str(error).splitlines()[0].replace(f"{project}{os.sep}", "")
+    return FaultResult("file", name, True, f"refused in {seconds:.2f} s, nothing written: {message[:90]}", seconds)
+
+
+def _disk_at_confirmation(name: str, err: int, knowledge: WarmKnowledge, workdir: Path) -> FaultResult:
+    """The write of a confirmed decision fails: a message naming the fix, the same question with
+    the confirmed fields kept, nothing changed; on a healthy disk the same answer records it."""
+    project = copy_fixture("support-bot", Path(tempfile.mkdtemp(prefix="disk-", dir=workdir)))
+    session = _Session(project, knowledge)
+    payload = session.until("base_model.decision")
+    assert payload is not None
+    before = (project / SIDECAR).read_bytes()
+    original = fsutil._replace
+
+    def fail(src: str, dst: Path) -> None:
+        raise OSError(err, os.strerror(err), str(dst))
+
+    fsutil._replace = fail
+    try:
+        again = session.invoke(Command(resume=dict(payload["default"])))
+    except Exception as exc:  # noqa: BLE001
+        return FaultResult("file", name, False, f"escaped the graph: {_describe(exc)}")
+    finally:
+        fsutil._replace = original
+    problems = []
+    if again is None or again["question_id"] != "base_model.decision":
+        problems.append("the question was not asked again")
+    elif os.strerror(err) not in (again.get("error") or "") or "answer again" not in again["error"]:
+        problems.append(f"the message does not say what happened and what to do: {_short(again.get('error'))}")
+    elif again["default"] != payload["default"]:
+        problems.append("the confirmed fields were not kept")
+    if (project / SIDECAR).read_bytes() != before:
+        problems.append("the sidecar changed")
+    if not problems:
+        session.finish(again)
+        if len(tp_entries(yaml.safe_load((project / SIDECAR).read_text(encoding="utf-8")))) != len(SECTIONS):
+            problems.append("the session did not record every decision once the disk was back")
+    return FaultResult("file", name, not problems, "; ".join(problems) or "same question, fix named, answer kept")
+
+
+def _linked_phase_folder(knowledge: WarmKnowledge, workdir: Path) -> FaultResult:
+    parent = Path(tempfile.mkdtemp(prefix="link-", dir=workdir))
+    project = copy_fixture("support-bot", parent)
+    outside = parent / "elsewhere"
+    outside.mkdir()
+    shutil.rmtree(project / "phase-2-training")
+    (project / "phase-2-training").symlink_to(outside, target_is_directory=True)
+    session = _Session(project, knowledge)
+    try:
+        session.finish(session.until(None))
+        return FaultResult("file", "phase-2-training linked outside", False, "the artifacts were written through the link")
+    except ProjectError as exc:
+        if "phase-2-training is a link" not in str(exc) or list(outside.iterdir()):
+            return FaultResult("file", "phase-2-training linked outside", False, f"unclear or written: {exc}")
+    (project / "phase-2-training").unlink()
+    (project / "phase-2-training").mkdir()
+    session.finish(session.invoke(None))  # the failed step runs again, every answer before it kept
+    done = (project / SPEC).is_file() and len(tp_entries(yaml.safe_load((project / SIDECAR).read_text(encoding="utf-8")))) == 6
+    return FaultResult("file", "phase-2-training linked outside", done, "link named, resumed after the fix" if done else "did not resume")
+
+
+_HOLDER = (
+    "import sys\nfrom agent.lock import ProjectLock\n"
+    "lock = ProjectLock(sys.argv[1], 'training-pipeline chat').acquire()\n"
+    "print('held', flush=True)\nsys.stdin.readline()\nlock.release()\n"
+)
+_UPSERTER = (
+    "import sys\nfrom agent.sidecar import upsert_decision\n"
+    "folder, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])\n"
+    "print('ready', flush=True)\nsys.stdin.readline()\n"
+    "for n in range(first, first + count):\n"
+    "    upsert_decision(folder, {'id': f'tp-{n:03d}', 'choice': 'c', 'rationale': 'r', 'knowledge_ref': 'k'})\n"
+)
+
+
+def _python(code: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=_env(), text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _held_elsewhere_mid_session(knowledge: WarmKnowledge, workdir: Path) -> FaultResult:
+    """A graph run (API server, SDK) at a confirmation when `chat` takes the project in another process."""
+    project = copy_fixture("support-bot", Path(tempfile.mkdtemp(prefix="held-", dir=workdir)))
+    session = _Session(project, knowledge)
+    payload = session.until("base_model.decision")
+    before = (project / SIDECAR).read_bytes()
+    holder = _python(_HOLDER, str(project))
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        again = session.invoke(Command(resume="yes"))
+        refused = again is not None and f"training-pipeline chat (pid {holder.pid})" in (again.get("error") or "")
+        unchanged = (project / SIDECAR).read_bytes() == before
+    finally:
+        holder.communicate("go\n", timeout=60)
+    if not (refused and unchanged):
+        return FaultResult("process", "session held by another process", False,
+                           "not refused with the holder's name" if not refused else "the sidecar changed")
+    session.finish(again)
+    done = len(tp_entries(yaml.safe_load((project / SIDECAR).read_text(encoding="utf-8")))) == 6
+    return FaultResult("process", "session held by another process", done,
+                       "refused with the holder named, finished after it left" if done else "did not finish after release")
+
+
+def _racing_writers(workdir: Path, count: int) -> FaultResult:
+    project = copy_fixture("support-bot", Path(tempfile.mkdtemp(prefix="race-", dir=workdir)))
+    procs = [_python(_UPSERTER, str(project), str(first), str(count)) for first in (100, 100 + count)]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        errors = [p.communicate(timeout=600)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    if any(p.returncode for p in procs):
+        return FaultResult("process", f"2 processes x {count} upserts", False, errors[0][-300:] or errors[1][-300:])
+    ids = {d["id"] for d in tp_entries(yaml.safe_load((project / SIDECAR).read_text(encoding="utf-8")))}
+    lost = 2 * count - len(ids)
+    return FaultResult("process", f"2 processes x {count} upserts", lost == 0, f"{lost} of {2 * count} lost")
+
+
+def file_and_process_faults(knowledge: WarmKnowledge, workdir: Path, racing: int = 100) -> list[FaultResult]:
+    results = [_hostile_sidecar(name, make, knowledge, workdir) for name, make in HOSTILE_SIDECARS.items()]
+    results += [_disk_at_confirmation(name, err, knowledge, workdir) for name, err in DISK_AT_CONFIRMATION.items()]
+    results.append(_linked_phase_folder(knowledge, workdir))
+    results.append(_held_elsewhere_mid_session(knowledge, workdir))
+    results.append(_racing_writers(workdir, racing))
+    return results
+
+
 # --- command line -----------------------------------------------------------------------------
 
 
@@ -1122,6 +1380,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed (default: random, printed)")
     parser.add_argument("--kills", type=int, default=4, help="kill-anywhere runs, a fixture each in turn (default 4: all)")
     parser.add_argument("--max-budget", type=int, default=30, help="most fuzzed answers in one session")
+    parser.add_argument("--no-file-faults", action="store_true", help="skip the file and process fault scenarios")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--save-failures", type=Path, default=None, help="write failing sessions as regression cases (JSON)")
     args = parser.parse_args(argv)
@@ -1147,11 +1406,13 @@ def main(argv: list[str] | None = None) -> int:
             stats.kills["mismatches"] += len(result.mismatches)
             for m in result.mismatches:
                 print("MISMATCH", m, file=sys.stderr)
+    if not args.no_file_faults:
+        stats.scenarios = file_and_process_faults(warm, workdir)
     elapsed = time.perf_counter() - start
     if args.save_failures and stats.failures:
         args.save_failures.write_text(json.dumps([regression_case(o) for o in stats.failures], indent=1), encoding="utf-8")
     if args.json:
-        print(json.dumps({**{k: v for k, v in asdict(stats).items() if k != "failures"}, "seed": seed, "seconds": round(elapsed, 1)}))
+        print(json.dumps({**{k: v for k, v in asdict(stats).items() if k != "failures"}, "seed": seed, "seconds": round(elapsed, 1)}, default=str))
     else:
         print(f"reliability: {args.sessions} fuzzed sessions on {', '.join(FIXTURE_NAMES)} (seed {seed})")
         print(stats.table())

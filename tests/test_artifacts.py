@@ -23,7 +23,7 @@ from agent.artifacts import (
 )
 from agent.artifacts.project_spec import render_project_spec_section
 from agent.artifacts.yaml_scalar import number, plain_or_quoted, quoted
-from agent.fsutil import UnsafePath
+from agent.errors import ProjectError
 from agent.state import DECISION_IDS, SECTIONS, Decision
 from tests.conftest import SHARED
 
@@ -716,7 +716,7 @@ def test_write_refuses_a_file_linked_out_of_the_project(project_copy, tmp_path):
     outside.write_text("keep me\n", encoding="utf-8")
     (root / "decision-log.md").unlink()
     (root / "decision-log.md").symlink_to(outside)
-    with pytest.raises(UnsafePath):
+    with pytest.raises(ProjectError, match="outside the project folder"):
         write_phase_artifacts(root, sft_lora_llama(), [], [], PROJECT)
     assert outside.read_text(encoding="utf-8") == "keep me\n"
 

@@ -10,8 +10,9 @@ import subprocess
 import pytest
 
 from agent.checkpoint import ProjectCheckpointer
-from agent.lock import GITIGNORE, STATE_DIR, ProjectLock
-from agent.sidecar import load_sidecar
+from agent.lock import GITIGNORE, STATE_DIR, LockHeld, ProjectLock
+from agent.sidecar import load_sidecar, tp_entries, upsert_decision
+from tests.driver import Session
 from tests.test_kill_resume import RESUMED, SCRIPT, Chat, answer, copy_fixture
 
 needs_cli = pytest.mark.skipif(SCRIPT is None, reason="the training-pipeline console script is not installed")
@@ -122,6 +123,32 @@ def test_a_killed_session_leaves_a_stale_lock_the_next_one_takes_over(tmp_path):
         second.stop()
     assert lock_info(project) is None
     load_sidecar(project)
+
+
+@needs_cli
+def test_a_graph_run_in_another_process_is_refused_while_chat_holds_the_project(tmp_path, loop, knowledge):
+    """The path the API server, Studio and the SDK take, against a real `chat`: refused with
+    the holder's name, nothing written, and the chat session runs to the end unaffected."""
+    project = copy_fixture("support-bot", tmp_path / "support-bot")
+    first = Chat(project)
+    try:
+        assert first.question() == "base_model.constraints"
+        before = (project / "sidecar.yaml").read_bytes()
+        with pytest.raises(LockHeld, match=rf"in use by training-pipeline chat \(pid {first.pid}\)"):
+            Session(loop, knowledge, str(project)).start()
+        with pytest.raises(LockHeld, match="training-pipeline chat"):
+            upsert_decision(project, {"id": "tp-001", "choice": "x", "rationale": "y", "knowledge_ref": "z"})
+        assert (project / "sidecar.yaml").read_bytes() == before
+        qid = "base_model.constraints"
+        while qid is not None:
+            first.send(answer(qid))
+            qid = first.question()
+        assert "Done." in first.finish()
+    finally:
+        first.stop()
+    raw = load_sidecar(project)
+    assert [d["id"] for d in tp_entries(raw)] == [f"tp-00{i}" for i in range(1, 7)]  # nothing lost
+    assert raw["phases"]["phase_2_training"] == "complete"
 
 
 # --- the state folder stays out of git ----------------------------------------------------

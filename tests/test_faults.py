@@ -40,7 +40,7 @@ import agent.fsutil as fsutil
 from agent.checkpoint import DATABASE_NAME, ProjectCheckpointer
 from agent.context import Context
 from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
-from agent.sidecar import validate_sidecar
+from agent.sidecar import ProjectError, validate_sidecar
 from agent.state import SECTIONS
 from evals import reliability as r
 from graph import builder
@@ -376,16 +376,21 @@ def test_disk_full_when_a_decision_is_saved(loop, warm, project, reference, monk
         raise OSError(errno.ENOSPC, "No space left on device", str(dst))
 
     monkeypatch.setattr(fsutil, "_replace", full)
-    exc = run.answer_expecting("yes", OSError)
-    assert exc.errno == errno.ENOSPC and "No space left on device" in str(exc)
+    again = run.answer("yes")  # not saved: the same question, saying why and what to do
+    assert again["question_id"] == "training_approach.decision"
+    assert "No space left on device" in again["error"] and "Free some space" in again["error"]
     assert temp_files(project) == []
     assert {k: v for k, v in everything(project).items() if ".training-pipeline" not in k} == \
         {k: v for k, v in before.items() if ".training-pipeline" not in k}, "no file changed"
 
     monkeypatch.undo()
-    run.restart()
-    assert run.resume_after_fault("yes")["question_id"] == "training_data.description"
-    assert_same_end(project, run.finish(), reference)
+    assert run.answer("yes")["question_id"] == "training_data.description"
+    values = run.finish()
+    refused = [a for a in values["answers"] if not a["accepted"]]
+    assert [(a["question_id"], a["answer"]) for a in refused] == [("training_approach.decision", "yes")]
+    assert "No space left on device" in refused[0]["error"]
+    values = {**values, "answers": [a for a in values["answers"] if a not in refused]}
+    assert_same_end(project, values, reference)
 
 
 class _Proxy:
@@ -430,8 +435,8 @@ def test_write_failing_half_way_through_the_artifacts(loop, warm, project, refer
 
     monkeypatch.setattr(fsutil, "tempfile", _Proxy(tempfile, mkstemp=mkstemp))
     monkeypatch.setattr(fsutil, "os", _Proxy(os, fdopen=fdopen))
-    exc = run.answer_expecting("yes", OSError)
-    assert exc.errno == errno.EIO
+    exc = run.answer_expecting("yes", ProjectError)
+    assert "decision-log.md: Input/output error" in str(exc)
     assert temp_files(project) == [], "the half-written temp file is removed"
     assert (project / "decision-log.md").read_bytes() == log_before, "the old log is intact"
     yaml.safe_load((project / "phase-2-training/templates/training-config.template.yaml").read_text())  # whole, old or new

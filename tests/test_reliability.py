@@ -138,3 +138,25 @@ def test_regression_cases_round_trip_through_json():
     case, answers = r.replay_case(raw)
     assert case == outcome.case
     assert answers.queue == outcome.transcript
+
+
+def test_file_and_process_faults_are_handled_and_reported(warm, tmp_path):
+    results = r.file_and_process_faults(warm, tmp_path, racing=30)
+    assert [x.name for x in results if not x.ok] == [], "\n".join(f"{x.name}: {x.detail}" for x in results)
+    assert {x.kind for x in results} == {"file", "process"}
+    table = r.Stats(scenarios=results).table()
+    assert "file faults" in table and "process faults" in table
+    for name in ("alias bomb", "FIFO named sidecar.yaml", "full disk", "phase-2-training linked outside",
+                 "session held by another process", "2 processes x 30 upserts"):
+        assert name in table
+    assert "0 of 60 lost" in table
+
+
+def test_a_failing_file_fault_shows_in_the_table(warm, tmp_path, monkeypatch):
+    from agent import yamlio
+
+    monkeypatch.setattr(yamlio, "load_checked", yamlio.load)  # as before: the last of two keys silently wins
+    result = r._hostile_sidecar("duplicate keys", r.HOSTILE_SIDECARS["duplicate keys"], warm, tmp_path)
+    stats = r.Stats(scenarios=[result])
+    assert not result.ok and not stats.ok
+    assert "FAILED: duplicate keys" in stats.table()

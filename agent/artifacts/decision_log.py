@@ -1,8 +1,11 @@
 """decision-log.md: one ADR entry per TP decision, in the format of the earlier phases.
 
-`update_decision_log` owns only the `## TP-nnn` entries. It removes them wherever they
-are and writes the whole TP block again after the last Phase 0/1 entry, so the rest of
-the file keeps its bytes and a second run gives the same output.
+`update_decision_log` owns only the `## TP-nnn` entries, and of those only the lines
+it renders. An entry whose rendered lines are unchanged keeps its bytes, notes people
+added inside it included; a changed one is replaced where it stands, and the notes
+people added to it stay after the replacement. The first TP block goes after the last
+Phase 0/1 entry. The rest of the file keeps its bytes, and a second run gives the same
+output.
 """
 
 from __future__ import annotations
@@ -99,12 +102,15 @@ def update_decision_log(
     decisions: dict[str, dict[str, Any]],
     superseded: list[dict[str, Any]],
 ) -> str:
-    entries = _ordered_entries(decisions, superseded)
-    lines = _without_tp_entries(split_lines(existing_text))
-    if not entries:
-        return "".join(lines)
+    rendered = [render_decision_entry(d) for d in _ordered_entries(decisions, superseded)]
+    lines = split_lines(existing_text)
+    spans = [s for s in heading_spans(lines, rule_ends_section=True) if _TP_ENTRY.match(s.heading)]
+    if spans:
+        return _update_in_place(lines, spans, rendered)
+    if not rendered:
+        return existing_text
     lines = _without_placeholder(lines)
-    block = "\n\n".join(render_decision_entry(d) for d in entries) + "\n"
+    block = "\n\n".join(rendered) + "\n"
 
     spans = heading_spans(lines, rule_ends_section=True)
     earlier = [s for s in spans if _EARLIER_ENTRY.match(s.heading)]
@@ -114,3 +120,72 @@ def update_decision_log(
     if decisions_heading:
         return splice(lines, decisions_heading[0].end, block)
     return splice(lines, len(lines), "## Decisions\n\n" + block)
+
+
+def _ours(line: str) -> bool:
+    """A line of the shape the renderer writes (heading, `**Field:**`, consequence item)."""
+    text = line.rstrip("\r\n")
+    return text.startswith(("## TP-", "**", "- "))
+
+
+def _core(span_lines: list[str]) -> str:
+    return "\n".join(line.rstrip("\r\n") for line in span_lines if _ours(line))
+
+
+def _heading_id(text: str) -> str:
+    return text.split(":", 1)[0].rstrip("\r\n")
+
+
+def _update_in_place(lines: list[str], spans: list[Any], rendered: list[str]) -> str:
+    """Keep each entry whose rendered lines are unchanged; put the others where their
+    earlier version stood (or after the entry that precedes them)."""
+    kept: dict[int, int] = {}  # span index -> rendered index it already shows
+    for si, span in enumerate(spans):
+        core = _core(lines[span.start : span.end])
+        match = next((ri for ri, text in enumerate(rendered) if ri not in kept.values() and text == core), None)
+        if match is not None:
+            kept[si] = match
+    stale = [si for si in range(len(spans)) if si not in kept]
+    placed_at: dict[int, int] = {ri: si for si, ri in kept.items()}
+    groups: dict[int, list[str]] = {si: [] for si in range(len(spans))}  # replaces a stale span
+    after: dict[int, list[str]] = {si: [] for si in range(len(spans))}  # follows a span
+    before_first: list[str] = []
+    for ri, text in enumerate(rendered):
+        if ri in placed_at:
+            continue
+        same_id = [si for si in stale if _heading_id(spans[si].heading) == _heading_id(text)]
+        if same_id:
+            placed_at[ri] = same_id[0]
+            groups[same_id[0]].append(text)
+        elif ri > 0:
+            placed_at[ri] = placed_at[ri - 1]
+            after[placed_at[ri]].append(text)
+        else:
+            before_first.append(text)
+
+    out: list[str] = lines[: spans[0].start]
+    out += [t + "\n\n" for t in before_first]
+    position = spans[0].start
+    for si, span in enumerate(spans):
+        out += lines[position : span.start]  # anything between entries that is not an entry
+        body = lines[span.start : span.end]
+        if si in kept:
+            if not body[-1].endswith("\n"):
+                body[-1] += "\n"
+            out += body if body[-1].strip() == "" or not after[si] else [*body, "\n"]
+        else:
+            out += [t + "\n\n" for t in groups[si]]
+            notes = [line for line in body[1:] if not _ours(line)]
+            while notes and not notes[0].strip():
+                notes.pop(0)
+            out += notes
+            if notes and notes[-1].strip():
+                out[-1] = out[-1] if out[-1].endswith("\n") else out[-1] + "\n"
+                out.append("\n")
+        out += [t + "\n\n" for t in after[si]]
+        position = span.end
+    rest = lines[position:]
+    text = "".join(out)
+    if not rest and not (spans[-1] and len(spans) - 1 in kept and not after[len(spans) - 1]):
+        text = text.rstrip("\n") + "\n"  # the file ends with an entry we wrote: one newline
+    return text + "".join(rest)

@@ -11,7 +11,7 @@ from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from agent import sidecar
+from agent import lock, sidecar
 from agent.context import Context, get_context, project_folder
 from agent.interview import Option, Question, message_text, parse_choice
 from agent.nodes.common import ask_and_parse, first_open, retry, say
@@ -45,6 +45,7 @@ def load_project(state: PipelineState, runtime: Runtime[Context]) -> Command:
     try:
         # The run's own folder (context) wins over one named in state or chat: see project_folder.
         project_dir = project_folder({"project_dir": named}, ctx)
+        lock.check_not_held_elsewhere(project_dir)  # a run from another process than the holding session: refused
         raw = sidecar.load_sidecar(project_dir)
     except sidecar.ProjectError as exc:
         if not chatting:
@@ -160,6 +161,10 @@ def ask_architecture(state: PipelineState, runtime: Runtime[Context]) -> Command
     value, update = ask_and_parse(state, question, lambda raw: parse_choice(raw, ARCH_OPTIONS))
     if value is None:
         return retry("ask_architecture", update)
-    sidecar.set_architecture(project_folder(state, get_context(runtime)), value)
+    try:
+        sidecar.set_architecture(project_folder(state, get_context(runtime)), value)
+    except sidecar.ProjectError as exc:  # e.g. a full disk: say what to fix, ask again with the answer kept
+        answers = [{**a, "accepted": False, "error": str(exc)} for a in update.get("answers", [])]
+        return retry("ask_architecture", {**update, "answers": answers, "errors": {question.question_id: str(exc)}})
     project = {**state["project"], "architecture": value}
     return Command(goto="check_skip", update={**update, "architecture": value, "project": project})

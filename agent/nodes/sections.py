@@ -353,7 +353,14 @@ def record(
     previous = (state.get("decisions") or {}).get(spec.name)
     project_dir = project_folder(state, ctx)
     acknowledged = [f"{decision['id']}:{p['id']}" for p in pitfalls]
-    sidecar.upsert_decision(project_dir, sidecar_entry(decision), acknowledged=acknowledged)
+    try:
+        sidecar.upsert_decision(project_dir, sidecar_entry(decision), acknowledged=acknowledged)
+    except sidecar.ProjectError as exc:
+        # Not saved (full disk, read-only folder, ...): ask again, the confirmed fields as the default.
+        kept = {**state["recommendations"][spec.name], "proposal": {**proposal.model_dump(mode="json"), "fields": fields}}
+        answers = [{**a, "accepted": False, "error": str(exc)} for a in update.get("answers", [])]
+        return retry(f"{spec.name}_decide", {**update, "answers": answers, "errors": {spec.decision_id: str(exc)},
+                                             "recommendations": {spec.name: kept}})
     out: dict[str, Any] = {
         **update,
         "decisions": {spec.name: decision},
