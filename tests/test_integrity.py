@@ -89,7 +89,7 @@ UNOWNED = [
     line
     for line in REAL_WORKFLOW.splitlines()
     if line.strip()
-    and not line.startswith(("currentPhase:", "stepsCompleted:", "  phase_2_training:"))
+    and not line.startswith(("currentPhase:", "stepsCompleted:", "  phase_2_training:", "warnings_acknowledged:"))
 ]
 
 
