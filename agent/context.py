@@ -23,7 +23,9 @@ from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
 
 @dataclass
 class Context:
-    offline: bool = True
+    # One rule for every entry point (terminal, API server, Python): a configured OPENAI_API_KEY
+    # means model mode unless offline is asked for (True). None and False both follow the key.
+    offline: bool | None = None
     model: str | None = None
     base_url: str | None = None
     knowledge_url: str | None = None

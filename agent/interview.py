@@ -15,6 +15,7 @@ from typing import Any, Literal
 from langgraph.types import interrupt
 from pydantic import BaseModel, Field
 
+from agent.sanitize import sanitize_data
 from agent.state import MAX_TEXT
 
 Kind = Literal["text", "choice", "form", "menu", "confirm"]
@@ -89,8 +90,9 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
 
 
 def ask(question: Question) -> Any:
-    """Interrupt with the question's payload and return the raw resume value."""
-    return interrupt(question.payload(), response_schema=response_schema(question))
+    """Interrupt with the question's payload and return the resume value, sanitized (it may be JSON
+    from any client)."""
+    return sanitize_data(interrupt(question.payload(), response_schema=response_schema(question)))
 
 
 def response_schema(question: Question) -> dict[str, Any]:

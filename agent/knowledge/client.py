@@ -26,6 +26,7 @@ from agent.knowledge.catalog import FILTER_LIMIT, SEARCH_LIMIT, CatalogQuery
 from agent.knowledge.connection import KnowledgeError, Session, StatusLog, explain_open_failure, is_disconnect
 from agent.knowledge.models import IDLE_EXIT_ENV, KnowledgeItem, QueryRecord, normalize
 from agent.knowledge.ranking import select
+from agent.sanitize import sanitize, sanitize_data
 
 TOP_N = 5
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the `agent` package
@@ -300,11 +301,11 @@ class KnowledgeClient:
 
 def _results(tool: str, result: CallToolResult) -> list[dict[str, Any]]:
     """The `results` list of a tool's JSON envelope, or a KnowledgeError saying what was wrong."""
-    text = "".join(getattr(block, "text", "") for block in result.content)
+    text = sanitize("".join(getattr(block, "text", "") for block in result.content))
     if result.isError:
         raise KnowledgeError(f"{tool} returned an error: {text.strip()[:400] or '(no message)'}")
     try:
-        body = json.loads(text)
+        body = sanitize_data(json.loads(text))  # escapes in JSON strings decode to control characters
     except json.JSONDecodeError as e:
         raise KnowledgeError(f"{tool} returned malformed JSON ({e.msg} at char {e.pos}): {text[:80]!r}") from None
     if not isinstance(body, dict) or not isinstance(body.get("results"), list):
@@ -313,7 +314,7 @@ def _results(tool: str, result: CallToolResult) -> list[dict[str, Any]]:
 
 
 def _message(e: BaseException) -> str:
-    return str(e) if isinstance(e, KnowledgeError) else f"unexpected {type(e).__name__}: {e}"
+    return sanitize(str(e) if isinstance(e, KnowledgeError) else f"unexpected {type(e).__name__}: {e}")
 
 
 def _ms(start: float) -> float:

@@ -11,6 +11,7 @@ from agent import sidecar
 from agent.interview import Option, Question, parse_choice
 from agent.nodes.common import ask_and_parse, retry, say
 from agent.project import read_overview
+from agent.sanitize import sanitize_data
 from agent.state import ARCHITECTURES, SECTIONS, Decision, PipelineState
 
 ARCH_OPTIONS = [
@@ -25,8 +26,9 @@ def load_project(state: PipelineState) -> dict[str, Any]:
     project_dir = state.get("project_dir")
     if not project_dir:
         raise sidecar.ProjectError("No project folder given: start the run with {\"project_dir\": \"<folder with sidecar.yaml>\"}.")
-    raw = sidecar.load_sidecar(project_dir)
-    overview = read_overview(project_dir)
+    # The files' text reaches the terminal and the artifacts: no escape sequences from them.
+    raw = sanitize_data(sidecar.load_sidecar(project_dir))
+    overview = sanitize_data(read_overview(project_dir))
     project = {
         "name": raw.get("project_name") or Path(project_dir).name,
         "created": str(raw.get("created", "")),
