@@ -37,6 +37,7 @@ def flat(text: str) -> str:
 
 
 @needs_cli
+@pytest.mark.slow
 def test_a_second_session_names_the_holder_and_exits(tmp_path):
     project = copy_fixture("support-bot", tmp_path / "support-bot")
     first = Chat(project)
@@ -74,6 +75,7 @@ def test_a_second_session_names_the_holder_and_exits(tmp_path):
 
 
 @needs_cli
+@pytest.mark.slow
 def test_two_sessions_started_together_one_wins(tmp_path):
     project = copy_fixture("contract-assistant", tmp_path / "contract-assistant")
     chats = [Chat(project), Chat(project)]  # started back to back: both race for the lock
@@ -98,6 +100,7 @@ def test_two_sessions_started_together_one_wins(tmp_path):
 
 
 @needs_cli
+@pytest.mark.slow
 def test_a_killed_session_leaves_a_stale_lock_the_next_one_takes_over(tmp_path):
     project = copy_fixture("support-bot", tmp_path / "support-bot")
     first = Chat(project)

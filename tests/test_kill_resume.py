@@ -44,7 +44,7 @@ from tests.driver import HAPPY, answer_from
 pexpect = pytest.importorskip("pexpect")
 
 SCRIPT = shutil.which("training-pipeline", path=str(Path(sys.executable).parent)) or shutil.which("training-pipeline")
-pytestmark = pytest.mark.skipif(SCRIPT is None, reason="the training-pipeline console script is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(SCRIPT is None, reason="the training-pipeline console script is not installed")]
 
 # Wide and plain: rich honours COLUMNS/LINES even on a dumb terminal, and a dumb
 # terminal gets no spinner animation or colour codes to parse around.

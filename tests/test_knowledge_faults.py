@@ -14,6 +14,7 @@ import pytest
 
 from agent.knowledge.catalog import load_catalog, queries_for
 from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
+from tests.conftest import seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +109,7 @@ async def test_server_that_exits_at_once():
     assert len(records) == len(load_catalog())
     for r in records:
         assert_failed(r, "exited during start-up")
-    assert time.monotonic() - start < 8, "one failed start for the batch, not one per query"
+    assert time.monotonic() - start < seconds(8), "one failed start for the batch, not one per query"
 
 
 async def test_server_command_that_does_not_exist(tmp_path):
@@ -123,13 +124,14 @@ async def test_server_that_never_answers_times_out():
     records = await run_one(cfg, queries_for("peft"))
     for r in records:
         assert_failed(r, "did not answer within 1s")
-    assert time.monotonic() - start < 6
+    assert time.monotonic() - start < seconds(6)
 
 
 async def test_tool_call_that_hangs_times_out(fake):
     # Long enough for the fake server to start on a busy machine, short enough to wait for.
-    record = (await run_one(fake("hang", timeout_s=2.5)))[0]
-    assert_failed(record, "get_decisions timed out after 2.5s")
+    limit = seconds(2.5)
+    record = (await run_one(fake("hang", timeout_s=limit)))[0]
+    assert_failed(record, f"get_decisions timed out after {limit:g}s")
 
 
 async def test_malformed_json_error_results_and_wrong_shapes(fake):

@@ -134,6 +134,7 @@ def test_user_text_round_trips():
     assert doc["wandb_project"] == "bot: v2 # 'quoted' \"x\""
 
 
+@pytest.mark.slow
 def test_trl_kwargs_load_into_real_classes():
     trl = pytest.importorskip("trl")
     peft = pytest.importorskip("peft")
