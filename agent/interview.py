@@ -90,9 +90,14 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
 
 
 def ask(question: Question) -> Any:
-    """Interrupt with the question's payload and return the resume value, sanitized (it may be JSON
-    from any client)."""
-    return sanitize_data(interrupt(question.payload(), response_schema=response_schema(question)))
+    """Interrupt with the question's payload and return the resume value.
+
+    A text answer is checked by `clean_text`, which refuses control characters with a message (the
+    user can see what to fix); the values of a structured answer (a form sent as JSON by any client)
+    are sanitized here, as nothing else reads them character by character.
+    """
+    raw = interrupt(question.payload(), response_schema=response_schema(question))
+    return raw if isinstance(raw, str) else sanitize_data(raw)
 
 
 def response_schema(question: Question) -> dict[str, Any]:

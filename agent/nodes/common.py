@@ -8,6 +8,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.types import Command
 
 from agent.interview import InvalidAnswer, Question, ask
+from agent.sanitize import sanitize
 from agent.state import SECTIONS, PipelineState
 
 
@@ -45,9 +46,10 @@ def retry(node: str, update: dict[str, Any]) -> Command:
 
 
 def _keepable(raw: Any) -> Any:
-    # Keep what was typed, but never something the checkpoint cannot serialize.
+    # Keep what was typed, but never something the checkpoint cannot serialize, nor escape
+    # sequences (a refused answer is kept too, and the state is shown in Studio).
     if isinstance(raw, str):
-        return raw.encode("utf-8", "replace").decode("utf-8")
+        return sanitize(raw.encode("utf-8", "replace").decode("utf-8"))
     if isinstance(raw, (int, float, bool, dict, list)) or raw is None:
         return raw
     return repr(raw)
