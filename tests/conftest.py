@@ -51,6 +51,6 @@ def knowledge(loop):
     """The embedded knowledge server over stdio: one process for the module."""
     from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
 
-    client = KnowledgeClient(KnowledgeConfig())
+    client = KnowledgeClient(KnowledgeConfig(timeout_s=seconds(15)))  # the start counts too: scaled
     yield client
     loop.run_until_complete(client.aclose())

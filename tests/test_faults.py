@@ -220,7 +220,7 @@ def test_server_that_exits_at_once_then_a_healthy_one(loop, project):
     before = run.values()["decisions"]
     assert set(before) == {"base_model", "training_approach"}
 
-    healthy = KnowledgeClient(KnowledgeConfig())
+    healthy = KnowledgeClient(KnowledgeConfig(timeout_s=seconds(15)))
     try:
         run.restart(knowledge=healthy)  # the server is back; the same thread goes on from its checkpoint
         values = run.finish()
@@ -266,7 +266,7 @@ def _children(pid: int) -> set[int]:
 @pytest.mark.slow
 def test_server_killed_between_questions_is_restarted(loop, project):
     existing = _children(os.getpid())
-    client = KnowledgeClient(KnowledgeConfig())
+    client = KnowledgeClient(KnowledgeConfig(timeout_s=seconds(15)))  # the start counts too: scaled
     try:
         run = Run(loop, project, client)
         run.until("base_model.decision")

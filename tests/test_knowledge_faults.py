@@ -214,7 +214,7 @@ def stdio_children() -> set[int]:
 async def test_idle_stdio_server_leaves_and_the_client_comes_back():
     """Servers we start exit when idle (so none outlives a closed loop); the next call reconnects."""
     before = stdio_children()
-    async with KnowledgeClient(KnowledgeConfig(idle_exit_s=0.5, timeout_s=10)) as client:
+    async with KnowledgeClient(KnowledgeConfig(idle_exit_s=0.5, timeout_s=seconds(10))) as client:
         first = (await client.run(SFT_VS_DPO))[0]
         ours = stdio_children() - before
         assert len(ours) == 1
