@@ -81,7 +81,7 @@ def servers():
 
 
 def config(transport: str, base: str, api_key: str | None = None) -> KnowledgeConfig:
-    return KnowledgeConfig(transport=transport, url=f"{base}/mcp", api_key=api_key, timeout_s=seconds(10))
+    return KnowledgeConfig(transport=transport, url=f"{base}/mcp", api_key=api_key, timeout_s=10)  # not scaled: a longer one hides the reconnect after a server restart (see the restart test)
 
 
 async def exercise(cfg: KnowledgeConfig) -> None:
