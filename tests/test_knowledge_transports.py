@@ -81,7 +81,7 @@ def servers():
 
 
 def config(transport: str, base: str, api_key: str | None = None) -> KnowledgeConfig:
-    return KnowledgeConfig(transport=transport, url=f"{base}/mcp", api_key=api_key, timeout_s=10)  # not scaled: a longer one hides the reconnect after a server restart (see the restart test)
+    return KnowledgeConfig(transport=transport, url=f"{base}/mcp", api_key=api_key, timeout_s=10)  # fixed: the restart test below fails with a longer call timeout
 
 
 async def exercise(cfg: KnowledgeConfig) -> None:
