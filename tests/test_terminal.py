@@ -163,3 +163,17 @@ def test_the_spinner_never_shares_a_line_with_a_message(monkeypatch):
     for line in plain.splitlines():
         assert not ("Working" in line and "Recorded" in line), line
     assert all(f"Recorded TP-00{i}." in plain for i in range(3))
+
+
+@pytest.mark.parametrize("question, topics", [
+    ("How long will training take?", ["time"]),
+    ("Does it fit in 24 GB of memory?", ["memory"]),
+    ("How much will the GPUs cost?", ["cost", "gpu"]),
+    ("Which model did we pick?", ["model"]),
+    ("What LoRA rank suits my model?", []),
+    ("Sometimes the loss spikes: why?", []),
+])
+def test_plan_topics(question, topics):
+    from agent.nodes.menu import plan_topics
+
+    assert plan_topics(question) == topics

@@ -143,9 +143,9 @@ async def answer_question(state: PipelineState, runtime: Runtime[Context]) -> Co
 PLAN_TOPICS = {
     "time": r"how long|hours?|time|duration|days?|minutes|fast|slow|finish",
     "memory": r"memory|vram|gb|fits?|oom|out of memory",
-    "cost": r"cost|costs|price|\$|expensive|cheap|budget|money|pay|usd|dollars?",
+    "cost": r"cost|costs|price|expensive|cheap|budget|money|pay|usd|dollars?",
     "gpu": r"gpus?|hardware|cards?|a100|h100|l4|a10g?|4090",
-    "model": r"which model|what model|base model|model",
+    "model": r"which model|what model|base model",
 }
 
 
