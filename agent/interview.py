@@ -15,7 +15,6 @@ from typing import Any, Literal
 from langgraph.types import interrupt
 from pydantic import BaseModel, Field
 
-from agent.sanitize import sanitize_data
 from agent.state import MAX_TEXT
 
 Kind = Literal["text", "choice", "form", "menu", "confirm"]
@@ -90,14 +89,8 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
 
 
 def ask(question: Question) -> Any:
-    """Interrupt with the question's payload and return the resume value.
-
-    A text answer is checked by `clean_text`, which refuses control characters with a message (the
-    user can see what to fix); the values of a structured answer (a form sent as JSON by any client)
-    are sanitized here, as nothing else reads them character by character.
-    """
-    raw = interrupt(question.payload(), response_schema=response_schema(question))
-    return raw if isinstance(raw, str) else sanitize_data(raw)
+    """Interrupt with the question's payload and return the raw resume value."""
+    return interrupt(question.payload(), response_schema=response_schema(question))
 
 
 def response_schema(question: Question) -> dict[str, Any]:

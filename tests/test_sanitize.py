@@ -68,7 +68,8 @@ def test_form_answers_sent_as_json(loop, knowledge, project_copy):
     s.resume({"tracking_tool": "MLflow\x1b]0;pwned\x07\x1b[31m!"})
     fields = s.values()["decisions"]["infrastructure"]["fields"]
     assert fields["tracking_tool"] == "MLflow!"
-    assert "\x1b" not in json.dumps(s.values()["answers"][-1], ensure_ascii=False)
+    assert not any(RAW.search(str(m.content).replace("\n", "")) for m in s.values()["messages"]), "the chat shows the sanitized form"
+    assert s.values()["answers"][-1]["answer"]["tracking_tool"].startswith("MLflow\x1b]0;"), "what was sent is kept as sent"
 
 
 def test_model_output(loop, knowledge, project_copy):

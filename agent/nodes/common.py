@@ -8,7 +8,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.types import Command
 
 from agent.interview import InvalidAnswer, Question, ask
-from agent.sanitize import sanitize
+from agent.sanitize import sanitize_data
 from agent.state import SECTIONS, PipelineState
 
 
@@ -23,8 +23,12 @@ def ask_and_parse(
     """
     question = question.model_copy(update={"error": (state.get("errors") or {}).get(question.question_id)})
     raw = ask(question)
+    # A text answer is checked by the parser (control characters are refused with a message); the
+    # values of a structured answer (a form sent as JSON by any client) are sanitized. The raw
+    # answer is what `answers` keeps.
+    given = raw if isinstance(raw, str) else sanitize_data(raw)
     try:
-        value = parse(raw)
+        value = parse(given)
     except InvalidAnswer as exc:
         return None, {
             "errors": {question.question_id: str(exc)},
@@ -35,7 +39,7 @@ def ask_and_parse(
         "answers": [{"question_id": question.question_id, "answer": _keepable(raw), "accepted": True, "error": None}],
         "messages": [
             AIMessage(content=f"**{question.title}**\n\n{question.prompt}", name="facilitator"),
-            HumanMessage(content=_as_text(raw)),
+            HumanMessage(content=_as_text(given)),
         ],
     }
 
@@ -46,10 +50,9 @@ def retry(node: str, update: dict[str, Any]) -> Command:
 
 
 def _keepable(raw: Any) -> Any:
-    # Keep what was typed, but never something the checkpoint cannot serialize, nor escape
-    # sequences (a refused answer is kept too, and the state is shown in Studio).
+    # Keep what was typed, but never something the checkpoint cannot serialize.
     if isinstance(raw, str):
-        return sanitize(raw.encode("utf-8", "replace").decode("utf-8"))
+        return raw.encode("utf-8", "replace").decode("utf-8")
     if isinstance(raw, (int, float, bool, dict, list)) or raw is None:
         return raw
     return repr(raw)
