@@ -135,13 +135,19 @@ def read_line(prompt: str) -> str:
         signal.signal(signal.SIGINT, previous)
 
 
-async def chat(args: argparse.Namespace) -> int:
+def _session_modules() -> tuple[Any, Any, Any, Any]:
+    """What a session needs besides the knowledge client: imported while its server starts."""
     from agent.checkpoint import ProjectCheckpointer
     from agent.llm import context_from_args, mode_description
+    from graph import builder
+
+    return builder, ProjectCheckpointer, context_from_args, mode_description
+
+
+async def chat(args: argparse.Namespace) -> int:
     from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
     from agent.lock import ProjectLock
     from agent.sidecar import ProjectError, load_sidecar
-    from graph import builder
 
     project = Path(args.project)
     try:
@@ -153,11 +159,16 @@ async def chat(args: argparse.Namespace) -> int:
     try:
         config = KnowledgeConfig.load()
         async with KnowledgeClient(config) as knowledge:
+            # The first question needs both the knowledge server (a child process for the embedded
+            # one) and the graph's modules: the server starts while this process imports them.
+            starting = asyncio.create_task(knowledge.start())
+            builder, ProjectCheckpointer, context_from_args, mode_description = await asyncio.to_thread(_session_modules)
             app = builder.compile(checkpointer=ProjectCheckpointer(project))
             context = context_from_args(args.offline, args.model, args.base_url, knowledge)
             console.print(f"[dim]{escape_markup(mode_description(context))}[/dim]")
             recorder = _recorder(args.record, project, context, config) if args.record else None
             session = ChatSession(app, context, str(project), recorder=recorder)
+            await starting
             return await session.run()
     except ProjectError as exc:
         console.print(f"[red]{escape_markup(exc)}[/red]")

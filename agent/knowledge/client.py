@@ -125,6 +125,14 @@ class KnowledgeClient:
 
     # -- public API ---------------------------------------------------------------------------
 
+    async def start(self) -> None:
+        """Open the session now (for stdio, start the server process), so that its start-up runs
+        beside the caller's own; a failure is left for the first query to report."""
+        try:
+            await self._open()
+        except KnowledgeError:
+            pass
+
     async def run(self, queries: list[CatalogQuery]) -> list[QueryRecord]:
         """Run the queries concurrently; one record per query, in the same order."""
         self._open_failure = None  # each batch gets one fresh attempt at a server that failed before
