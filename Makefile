@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test chat demo eval bench reliability clean
+.PHONY: setup test test-fast chat demo eval bench reliability clean
 
 $(BIN)/training-pipeline: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,10 @@ setup: $(BIN)/training-pipeline
 
 test: $(VENV)/.trainers
 	$(BIN)/python -m pytest
+
+# The everyday loop (about 2 minutes): everything but the tests marked slow.
+test-fast: $(VENV)/.trainers
+	$(BIN)/python -m pytest -m "not slow"
 
 eval: setup
 	$(BIN)/training-pipeline eval evals/transcripts

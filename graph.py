@@ -29,6 +29,7 @@ from agent.nodes.knowledge_stage import consult_knowledge, consult_retry, synthe
 from agent.nodes.menu import answer_question, menu, progress, revisit
 from agent.nodes.project import ask_architecture, check_skip, load_project
 from agent.nodes.sections import section_nodes
+from agent.nodes.sync_forms import add_sync_forms
 from agent.state import SECTIONS, PipelineInput, PipelineState
 
 builder = StateGraph(PipelineState, context_schema=Context, input_schema=PipelineInput)
@@ -66,6 +67,9 @@ builder.add_edge("write_skip_record", "handoff")
 builder.add_edge("write_artifacts", "menu")
 builder.add_edge("verify_sidecar", "handoff")
 builder.add_edge("handoff", END)
+
+# graph.invoke / graph.stream as well as their async forms.
+add_sync_forms(builder)
 
 # For the LangGraph API server, which brings its own checkpointer; the terminal and
 # the tests compile `builder` with the project checkpointer (agent/checkpoint.py).

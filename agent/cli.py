@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +15,13 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.panel import Panel
 
+from agent.sanitize import escape_markup, sanitize
+
 # Nodes whose message is also the notice at the top of the next menu: printed once, there.
 SHOWN_IN_MENU = {"progress", "answer_question", "check_skip"}
 THREAD_ID = "phase-2-training"  # one thread per project folder; the checkpoint lives in the folder
+SHOW_AGAIN = "?"  # typed at a prompt: the whole question again, its long tables included
+LONG_TABLE_ROWS = 12  # a Markdown table longer than this is shown once per question, then on request
 
 console = Console(highlight=False)
 
@@ -109,24 +116,48 @@ def init_demo_command(args: argparse.Namespace) -> int:
     try:
         root = init_demo(args.dir, args.architecture)
     except FileExistsError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape_markup(exc)}[/red]")
         return 2
     console.print(f"Created a {args.architecture} demo project in {root}.\nStart with: training-pipeline chat --project {args.dir}")
     return 0
 
 
 def _stopped(project: str) -> int:
-    console.print(f"\n[yellow]Stopped. Every answer so far is saved; resume with:[/yellow] training-pipeline chat --project {project}")
-    return 130
+    """A stop the user asked for (Ctrl-C, Ctrl-D): not an error, so the exit status is 0."""
+    console.print(f"\n[yellow]Stopped. Every answer so far is saved; resume with:[/yellow] training-pipeline chat --project {escape_markup(project)}")
+    return 0
+
+
+def read_line(prompt: str) -> str:
+    """input(), where one Ctrl-C stops at once.
+
+    The prompt blocks inside the event loop that asyncio.run drives, and asyncio.run's own SIGINT
+    handler only cancels the main task: a cancellation that cannot arrive while input() is still
+    waiting, so the first Ctrl-C showed nothing until Enter or a second Ctrl-C. While the prompt
+    waits, Python's default handler raises KeyboardInterrupt in the read itself.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return input(prompt)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return input(prompt)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _session_modules() -> tuple[Any, Any, Any, Any]:
+    """What a session needs besides the knowledge client: imported while its server starts."""
+    from agent.checkpoint import ProjectCheckpointer
+    from agent.llm import context_from_args, mode_description
+    from graph import builder
+
+    return builder, ProjectCheckpointer, context_from_args, mode_description
 
 
 async def chat(args: argparse.Namespace) -> int:
-    from agent.checkpoint import ProjectCheckpointer
-    from agent.llm import context_from_args, mode_description
     from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
     from agent.lock import ProjectLock
     from agent.sidecar import ProjectError, load_sidecar
-    from graph import builder
 
     # Absolute from the start: the run works on this folder wherever its checkpoint was made.
     project = Path(args.project).expanduser().absolute()
@@ -134,25 +165,32 @@ async def chat(args: argparse.Namespace) -> int:
         load_sidecar(project)
         lock = ProjectLock(project, holder="training-pipeline chat").acquire()
     except ProjectError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape_markup(exc)}[/red]")
         return 2
-    saver = ProjectCheckpointer(project)
+    saver = None
     try:
         config = KnowledgeConfig.load()
         async with KnowledgeClient(config) as knowledge:
+            # The first question needs both the knowledge server (a child process for the embedded
+            # one) and the graph's modules: the server starts while this process imports them.
+            starting = asyncio.create_task(knowledge.start())
+            builder, ProjectCheckpointer, context_from_args, mode_description = await asyncio.to_thread(_session_modules)
+            saver = ProjectCheckpointer(project)
             app = builder.compile(checkpointer=saver)
             context = context_from_args(args.offline, args.model, args.base_url, knowledge, project_dir=str(project))
-            console.print(f"[dim]{mode_description(context)}[/dim]")
+            console.print(f"[dim]{escape_markup(mode_description(context))}[/dim]")
             recorder = _recorder(args.record, project, context, config) if args.record else None
             session = ChatSession(app, context, str(project), recorder=recorder)
+            await starting
             return await session.run()
     except ProjectError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape_markup(exc)}[/red]")
         return 2
     except (KeyboardInterrupt, EOFError, asyncio.CancelledError):
         return _stopped(args.project)
     finally:
-        saver.close()
+        if saver is not None:
+            saver.close()
         lock.release()
 
 
@@ -182,6 +220,7 @@ class ChatSession:
         self.config = {"configurable": {"thread_id": THREAD_ID}, "recursion_limit": 500}
         self.recorder = recorder  # agent.transcript.Recorder for --record
         self._values: dict = {}
+        self._seen_tables: dict[str, set[str]] = {}  # question id -> long tables already on screen
         if recorder is not None:
             self.config["callbacks"] = recorder.callbacks
 
@@ -214,19 +253,24 @@ class ChatSession:
         snapshot = await self.app.aget_state(self.config)
         handoff = snapshot.values.get("handoff")
         if handoff:
-            console.print(f"[bold green]Done.[/bold green] Next: {handoff['title']} ({handoff['step_file']}).")
+            console.print(f"[bold green]Done.[/bold green] Next: {escape_markup(handoff['title'])} ({escape_markup(handoff['step_file'])}).")
         return 0
 
     async def _advance(self, value: Any) -> dict | None:
         """Run until the next question (returned) or the end (None), printing what the graph says."""
-        with console.status("Working (consulting the knowledge base)…", spinner="dots"):
+        with console.status("Working (consulting the knowledge base)…", spinner="dots") as status:
             async for update in self.app.astream(value, self.config, context=self.context, stream_mode="updates"):
                 for node, change in update.items():
                     if self.recorder is not None:
                         self.recorder.on_update(node, change)
                     if node == "__interrupt__" or node in SHOWN_IN_MENU or not isinstance(change, dict):
                         continue
-                    self._show_messages(change.get("messages") or [])
+                    if change.get("messages"):
+                        # The spinner's line is cleared before a message starts, and drawn again after
+                        # it: a message never continues the spinner's line.
+                        status.stop()
+                        self._show_messages(change["messages"])
+                        status.start()
         snapshot = await self.app.aget_state(self.config)
         self._values = dict(snapshot.values or {})
         return _interrupt(snapshot)
@@ -257,15 +301,16 @@ class ChatSession:
             messages = [m for m in messages if m.type == "ai" and m.content.startswith("Recorded ")]
         for m in messages:
             if getattr(m, "type", "") == "ai":
-                console.print(Markdown(m.content))
+                console.print(Markdown(sanitize(m.content)))
                 console.print()
 
     def _read_answer(self, payload: dict) -> Any:
-        render_question(payload)
-        try:
-            text = input("> ")
-        except EOFError:
-            raise
+        seen = self._seen_tables.setdefault(payload.get("question_id") or "", set())
+        render_question(payload, seen)
+        text = read_line("> ")
+        while text.strip() == SHOW_AGAIN:
+            render_question(payload, set())
+            text = read_line("> ")
         if text.strip() == "" and payload.get("default") not in (None, ""):
             default = payload["default"]
             return "yes" if payload["kind"] == "form" else default
@@ -280,25 +325,67 @@ def _interrupt(snapshot: Any) -> dict | None:
     return interrupts[0].value if interrupts else None
 
 
-def render_question(payload: dict) -> None:
-    """A question as Markdown, its options as a numbered list, and what Enter does."""
+def render_question(payload: dict, seen_tables: set[str] | None = None) -> None:
+    """A question as Markdown, its options as a numbered list, what Enter does, and the last error
+    right above the prompt (where it cannot scroll away).
+
+    Long tables in `seen_tables` (already shown for this question) are folded to one line; they
+    are added to it as they are shown. `?` at the prompt shows everything again.
+    """
     from rich.text import Text
 
-    body = payload["prompt"]
-    if payload.get("error"):
-        console.print(f"[bold red]{payload['error']}[/bold red]")
+    body, folded = fold_tables(sanitize(payload["prompt"]), seen_tables)
     # The question id, dim under the panel: names the question for bug reports and lets tests tell where a session is.
     subtitle = Text(payload["question_id"], style="dim") if payload.get("question_id") else None
-    console.print(Panel(Markdown(body), title=payload["title"], title_align="left", subtitle=subtitle, subtitle_align="right", border_style="cyan"))
+    title = Text(sanitize(payload["title"]))
+    console.print(Panel(Markdown(body), title=title, title_align="left", subtitle=subtitle, subtitle_align="right", border_style="cyan"))
     for i, opt in enumerate(payload.get("options") or [], 1):
-        desc = f" — {opt['description']}" if opt.get("description") else ""
-        console.print(f"  [bold]{i}.[/bold] {opt['label']} [dim]({opt['value']}){desc}[/dim]")
+        desc = f" — {escape_markup(opt['description'])}" if opt.get("description") else ""
+        console.print(f"  [bold]{i}.[/bold] {escape_markup(opt['label'])} [dim]({escape_markup(opt['value'])}){desc}[/dim]")
     default = payload.get("default")
     if payload["kind"] == "form":
         console.print("[dim]Enter accepts the proposal (yes).[/dim]")
     elif default not in (None, ""):
         shown = default if len(str(default)) < 60 else str(default)[:57] + "…"
-        console.print(f"[dim]Enter keeps: {shown}[/dim]")
+        console.print(f"[dim]Enter keeps: {escape_markup(shown)}[/dim]")
+    if folded:
+        console.print(f"[dim]Type {SHOW_AGAIN} to see the whole question again, its tables included.[/dim]")
+    if payload.get("error"):
+        console.print(f"[bold red]{escape_markup(payload['error'])}[/bold red]")
+
+
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+
+
+def fold_tables(markdown: str, seen: set[str] | None) -> tuple[str, bool]:
+    """`markdown` with each long table that is in `seen` replaced by a one-line note; tables shown
+    now are added to `seen`. Returns the text and whether anything was folded."""
+    if seen is None:
+        return markdown, False
+    lines = markdown.split("\n")
+    out: list[str] = []
+    folded = False
+    i = 0
+    while i < len(lines):
+        if not _TABLE_ROW.match(lines[i]):
+            out.append(lines[i])
+            i += 1
+            continue
+        j = i
+        while j < len(lines) and _TABLE_ROW.match(lines[j]):
+            j += 1
+        block = lines[i:j]
+        rows = len(block) - 2  # header and separator
+        key = "\n".join(block)
+        if rows > LONG_TABLE_ROWS and key in seen:
+            out.append(f"*(The {rows}-row table shown earlier; type `{SHOW_AGAIN}` to see it again.)*")
+            folded = True
+        else:
+            out.extend(block)
+            if rows > LONG_TABLE_ROWS:
+                seen.add(key)
+        i = j
+    return "\n".join(out), folded
 
 
 if __name__ == "__main__":

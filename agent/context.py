@@ -29,7 +29,9 @@ class Context:
     # The project folder this run works on. The terminal always sets it (--project); over the
     # API it is optional: a run without it works on the folder its thread was started with.
     project_dir: str | None = None
-    offline: bool = True
+    # One rule for every entry point (terminal, API server, Python): a configured OPENAI_API_KEY
+    # means model mode unless offline is asked for (True). None and False both follow the key.
+    offline: bool | None = None
     model: str | None = None
     base_url: str | None = None
     knowledge_url: str | None = None

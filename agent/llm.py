@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from agent.context import Context
 from agent.prompts import preload, render
+from agent.sanitize import sanitize_data
 
 DEFAULT_MODEL = "gpt-4o-mini"
 MODEL_ENV = "TRAINING_PIPELINE_MODEL"
@@ -78,7 +79,7 @@ def llm_enabled(ctx: Context | None) -> bool:
     """Whether this run has a model, without building one (cheap enough for any node)."""
     if ctx is None:
         return False
-    return ctx.chat_model is not None or (not ctx.offline and has_api_key())
+    return ctx.chat_model is not None or (ctx.offline is not True and has_api_key())
 
 
 def _model_key(ctx: Context, loop: asyncio.AbstractEventLoop | None) -> tuple:
@@ -138,15 +139,22 @@ async def aresolve_chat_model(ctx: Context | None) -> BaseChatModel | None:
     return model
 
 
-def context_from_args(offline: bool, model: str | None, base_url: str | None, knowledge_client: Any = None, **fields: Any) -> Context:
+def context_from_args(offline: bool | None, model: str | None, base_url: str | None, knowledge_client: Any = None, **fields: Any) -> Context:
     """The Context the terminal builds from `--offline`, `--model` and `--base-url`."""
-    return Context(offline=offline, model=model, base_url=base_url, knowledge_client=knowledge_client, **fields)
+    return Context(offline=True if offline else None, model=model, base_url=base_url, knowledge_client=knowledge_client, **fields)
+
+
+def _sanitized(parsed: Any) -> Any:
+    """The model's parsed output with every string sanitized: it reaches the terminal and the artifacts."""
+    if isinstance(parsed, BaseModel):
+        return type(parsed).model_validate(sanitize_data(parsed.model_dump()))
+    return sanitize_data(parsed)
 
 
 def mode_description(ctx: Context | None) -> str:
     """One line for the terminal: which mode this run is in, and why (builds nothing)."""
     if not llm_enabled(ctx):
-        if ctx is not None and not ctx.offline:
+        if ctx is not None and ctx.offline is not True:
             return "Mode: offline (deterministic rules, no language model): OPENAI_API_KEY is not set."
         return OFFLINE_MODE
     assert ctx is not None
@@ -322,7 +330,8 @@ class Facilitator:
             error = _parse_error(out)
             if not error:
                 try:
-                    return check(out["parsed"]) if check else out["parsed"]
+                    parsed = _sanitized(out["parsed"])
+                    return check(parsed) if check else parsed
                 except (ValueError, TypeError, KeyError) as exc:
                     error = validation_message(exc)
             self.calls[-1]["outcome"] = "invalid"

@@ -76,7 +76,7 @@ from langgraph.types import Command  # noqa: E402
 import agent.fsutil as fsutil  # noqa: E402
 from agent.checkpoint import ProjectCheckpointer  # noqa: E402
 from agent.context import Context  # noqa: E402
-from agent.interview import PAYLOAD_SCHEMA, is_yes  # noqa: E402
+from agent.interview import PAYLOAD_SCHEMA  # noqa: E402
 from agent.knowledge.catalog import load_catalog  # noqa: E402
 from agent.knowledge.client import KnowledgeClient, KnowledgeConfig  # noqa: E402
 from agent.knowledge.models import QueryRecord  # noqa: E402
@@ -84,6 +84,7 @@ from agent.sidecar import ProjectError, tp_entries, validate_sidecar  # noqa: E4
 from agent.state import ARCHITECTURES, DECISION_IDS, MAX_TEXT, SECTIONS  # noqa: E402
 from evals.bench import WarmKnowledge, fetch_all  # noqa: E402
 from evals.kill_driver import dump_knowledge, load_knowledge  # noqa: E402,F401 - re-exported for tests
+from evals.scorers import is_confirmation  # noqa: E402
 from graph import builder  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -760,7 +761,7 @@ class Runner:
                 self.out.violations.append(f"{qid}: rejected, but the same question was not asked again with the error")
         changed = [s for s in SECTIONS if (before.get("decisions") or {}).get(s) != (after.get("decisions") or {}).get(s)]
         for section in changed:
-            explicit = isinstance(answer, dict) or (isinstance(answer, str) and is_yes(answer))
+            explicit = isinstance(answer, dict) or (isinstance(answer, str) and is_confirmation(answer))
             if qid != f"{section}.decision" or not last["accepted"] or not explicit:
                 self.out.violations.append(f"decision {section} changed on {qid}={_short(answer)} (accepted={last['accepted']})")
 

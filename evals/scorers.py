@@ -12,7 +12,6 @@ from typing import Any
 
 import yaml
 
-from agent.interview import is_yes
 from agent.state import ARCHITECTURES, DECISION_IDS, SECTIONS
 from agent.transcript import load_yaml
 from evals.checks import Score, verdict
@@ -40,6 +39,17 @@ LATER_PHASE = re.compile(r"\b(deploy\w*|serving|vllm|tgi|quality gates?|inferenc
 
 # --- what a run shows ---------------------------------------------------------------------
 
+
+
+# The words that confirm a proposal, written out here rather than taken from agent.interview.is_yes:
+# a scorer must not share the code it judges (tests/test_confirmation_words.py pins both to this list).
+CONFIRMATIONS = frozenset({"y", "yes", "ok", "okay", "accept", "confirm", "confirmed", "agree", "sure", "looks good", "lgtm"})
+
+
+def is_confirmation(text: str) -> bool:
+    """Whether a typed answer confirms a proposal: one of CONFIRMATIONS, any case, surrounding
+    spaces and a trailing . or ! ignored."""
+    return text.strip().casefold().rstrip(".!") in CONFIRMATIONS
 
 def _read(run: Run, rel: str) -> str | None:
     return run.read(rel)
@@ -143,7 +153,7 @@ def knowledge_queried(run: Run) -> Score:
 
 
 def _explicit(answer: Any) -> bool:
-    return isinstance(answer, dict) or (isinstance(answer, str) and is_yes(answer))
+    return isinstance(answer, dict) or (isinstance(answer, str) and is_confirmation(answer))
 
 
 def decided_by_user(run: Run) -> Score:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "projects"
 FIXTURE_NAMES = ("support-bot", "contract-assistant", "docs-qa", "unscoped")
+
+# Time limits in tests are generous, and grow with the machine's load (a busy 2-core machine runs
+# everything several times slower) and with TEST_TIME_SCALE (for a machine slower still).
+TIME_SCALE = float(os.environ.get("TEST_TIME_SCALE", "1")) * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+
+
+def seconds(limit: float) -> float:
+    """`limit` seconds, scaled for this machine now (see TIME_SCALE)."""
+    return round(limit * TIME_SCALE, 1)
 
 
 @pytest.fixture
@@ -41,6 +51,6 @@ def knowledge(loop):
     """The embedded knowledge server over stdio: one process for the module."""
     from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
 
-    client = KnowledgeClient(KnowledgeConfig())
+    client = KnowledgeClient(KnowledgeConfig(timeout_s=seconds(15)))  # the start counts too: scaled
     yield client
     loop.run_until_complete(client.aclose())

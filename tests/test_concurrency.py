@@ -38,6 +38,7 @@ def flat(text: str) -> str:
 
 
 @needs_cli
+@pytest.mark.slow
 def test_a_second_session_names_the_holder_and_exits(tmp_path):
     project = copy_fixture("support-bot", tmp_path / "support-bot")
     first = Chat(project)
@@ -75,6 +76,7 @@ def test_a_second_session_names_the_holder_and_exits(tmp_path):
 
 
 @needs_cli
+@pytest.mark.slow
 def test_two_sessions_started_together_one_wins(tmp_path):
     project = copy_fixture("contract-assistant", tmp_path / "contract-assistant")
     chats = [Chat(project), Chat(project)]  # started back to back: both race for the lock
@@ -90,7 +92,7 @@ def test_two_sessions_started_together_one_wins(tmp_path):
         assert winner.question() == "base_model.constraints"
         assert lock_info(project)["pid"] == winner.pid
         winner.child.sendeof()  # Ctrl-D: stop, keeping every answer
-        assert winner.exit_code() == 130
+        assert winner.exit_code() == 0
     finally:
         for chat in chats:
             chat.stop()
@@ -99,6 +101,7 @@ def test_two_sessions_started_together_one_wins(tmp_path):
 
 
 @needs_cli
+@pytest.mark.slow
 def test_a_killed_session_leaves_a_stale_lock_the_next_one_takes_over(tmp_path):
     project = copy_fixture("support-bot", tmp_path / "support-bot")
     first = Chat(project)
@@ -118,7 +121,7 @@ def test_a_killed_session_leaves_a_stale_lock_the_next_one_takes_over(tmp_path):
         assert RESUMED.search(second.seen) and "in use" not in second.seen
         assert lock_info(project)["pid"] == second.pid
         second.child.sendeof()
-        assert second.exit_code() == 130
+        assert second.exit_code() == 0
     finally:
         second.stop()
     assert lock_info(project) is None

@@ -14,6 +14,7 @@ import pytest
 
 from agent.knowledge.catalog import load_catalog, queries_for
 from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
+from tests.conftest import seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +109,7 @@ async def test_server_that_exits_at_once():
     assert len(records) == len(load_catalog())
     for r in records:
         assert_failed(r, "exited during start-up")
-    assert time.monotonic() - start < 8, "one failed start for the batch, not one per query"
+    assert time.monotonic() - start < seconds(8), "one failed start for the batch, not one per query"
 
 
 async def test_server_command_that_does_not_exist(tmp_path):
@@ -123,7 +124,7 @@ async def test_server_that_never_answers_times_out():
     records = await run_one(cfg, queries_for("peft"))
     for r in records:
         assert_failed(r, "did not answer within 1s")
-    assert time.monotonic() - start < 6
+    assert time.monotonic() - start < seconds(6)
 
 
 async def test_tool_call_that_hangs_times_out(fake):
@@ -216,7 +217,7 @@ def stdio_children() -> set[int]:
 async def test_idle_stdio_server_leaves_and_the_client_comes_back():
     """Servers we start exit when idle (so none outlives a closed loop); the next call reconnects."""
     before = stdio_children()
-    async with KnowledgeClient(KnowledgeConfig(idle_exit_s=0.5, timeout_s=10)) as client:
+    async with KnowledgeClient(KnowledgeConfig(idle_exit_s=0.5, timeout_s=seconds(10))) as client:
         first = (await client.run(SFT_VS_DPO))[0]
         ours = stdio_children() - before
         assert len(ours) == 1

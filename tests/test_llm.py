@@ -130,12 +130,26 @@ def no_env(monkeypatch):
 
 
 def test_offline_when_flagged_or_without_a_key(no_env):
-    assert chat_model(Context()) is None  # the default context is offline
+    assert chat_model(Context()) is None  # no key: offline
     assert chat_model(Context(offline=False)) is None  # no key
-    assert mode_description(Context()) == llm.OFFLINE_MODE
+    assert mode_description(Context(offline=True)) == llm.OFFLINE_MODE
+    assert "OPENAI_API_KEY is not set" in mode_description(Context())
     assert "OPENAI_API_KEY is not set" in mode_description(context_from_args(False, None, None))
     no_env.setenv("OPENAI_API_KEY", "sk-test")
     assert chat_model(context_from_args(True, "m", None)) is None  # --offline wins over a key
+    assert chat_model(Context(offline=True)) is None
+
+
+@pytest.mark.parametrize("context", [Context(), {}, {"today": "2026-04-01"}, {"offline": False}, None], ids=repr)
+def test_a_configured_key_means_model_mode_everywhere(no_env, context):
+    """The terminal and the API server (a run's context as JSON, or none) follow one rule."""
+    from agent.context import get_context
+
+    no_env.setenv("OPENAI_API_KEY", "sk-test")
+    ctx = get_context(SimpleNamespace(context=context))
+    assert llm.llm_enabled(ctx), "a key means model mode unless offline is asked for"
+    assert not llm.llm_enabled(get_context(SimpleNamespace(context={"offline": True})))
+    assert llm.llm_enabled(context_from_args(False, None, None)) and not llm.llm_enabled(context_from_args(True, None, None))
 
 
 def test_model_from_environment_and_arguments(no_env):

@@ -218,6 +218,7 @@ def test_user_text_round_trips():
     assert doc["wandb_project"] == "bot: v2 # 'quoted' \"x\""
 
 
+@pytest.mark.slow
 def test_trl_files_parse_with_trl_own_parsers(tmp_path):
     """Each stage file is read by the TRL script's own parser with unknown keys refused."""
     pytest.importorskip("trl")

@@ -27,6 +27,7 @@ def warm(loop):
     return loop.run_until_complete(r.warm_knowledge())
 
 
+@pytest.mark.slow
 def test_fuzzed_sessions_keep_every_invariant(loop, warm, tmp_path):
     # CI replays one fixed draw, so a submission's result does not depend on luck; a developer's
     # run draws new sessions each time, which is how new bugs are found.

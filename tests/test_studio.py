@@ -37,6 +37,8 @@ from tests.conftest import FIXTURES, ROOT
 from tests.driver import HAPPY, TODAY, Session, answer_from
 from tests.test_graph_flow import SECTION_ORDER_ASKS
 
+pytestmark = pytest.mark.slow  # kept out of `make test-fast`
+
 GRAPH = "training_pipeline"
 # Decisions are dated from the run context's `today`: the same bytes on every path. No chat model.
 CONTEXT = {"today": TODAY, "offline": True}

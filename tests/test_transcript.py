@@ -206,12 +206,12 @@ def test_chat_record_appends_a_resumed_session_keeps_no_secret_and_replays(tmp_p
     # Stops (end of input) at the training-data question, then resumes with the checkpoint in the folder.
     first = _chat(project, record, ["One 24 GB GPU; key sk-abcdefghijklmnop1234 and topsecret-abc-123", "yes",
                                     "18,000 chats as instruction pairs"], env)
-    assert first.returncode == 130, first.stdout + first.stderr
+    assert first.returncode == 0, first.stdout + first.stderr
     stopped = load_transcript(record)
     assert [t.question_id for t in stopped.sessions[0].turns] == ["base_model.constraints", "base_model.decision", "training_approach.goals"]
     assert stopped.sessions[0].stopped_at.question_id == "training_approach.decision"
     second = _chat(project, record, ["yes", "18,000 reviewed chats, PII removed"], env)
-    assert second.returncode == 130, second.stdout + second.stderr
+    assert second.returncode == 0, second.stdout + second.stderr
     t = load_transcript(record)
     assert [(s.thread, s.resumed) for s in t.sessions] == [("phase-2-training", False), ("phase-2-training", True)]
     assert t.sessions[1].turns[0].question_id == "training_approach.decision"

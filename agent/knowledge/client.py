@@ -27,6 +27,7 @@ from agent.knowledge.connection import KnowledgeError, Session, StatusLog, expla
 from agent.knowledge.models import IDLE_EXIT_ENV, MAX_ITEMS, EmptyItem, KnowledgeItem, QueryRecord, normalize
 from agent.knowledge.ranking import select
 from agent.redact import redact_text, redact_url
+from agent.sanitize import sanitize, sanitize_data
 
 TOP_N = 5
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the `agent` package
@@ -124,6 +125,14 @@ class KnowledgeClient:
             await asyncio.gather(*closing, return_exceptions=True)
 
     # -- public API ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the session now (for stdio, start the server process), so that its start-up runs
+        beside the caller's own; a failure is left for the first query to report."""
+        try:
+            await self._open()
+        except KnowledgeError:
+            pass
 
     async def run(self, queries: list[CatalogQuery]) -> list[QueryRecord]:
         """Run the queries concurrently; one record per query, in the same order."""
@@ -304,11 +313,11 @@ class KnowledgeClient:
 
 def _results(tool: str, result: CallToolResult) -> list[dict[str, Any]]:
     """The `results` list of a tool's JSON envelope, or a KnowledgeError saying what was wrong."""
-    text = "".join(getattr(block, "text", "") for block in result.content)
+    text = sanitize("".join(getattr(block, "text", "") for block in result.content))
     if result.isError:
         raise KnowledgeError(f"{tool} returned an error: {text.strip()[:400] or '(no message)'}")
     try:
-        body = json.loads(text)
+        body = sanitize_data(json.loads(text))  # escapes in JSON strings decode to control characters
     except json.JSONDecodeError as e:
         raise KnowledgeError(f"{tool} returned malformed JSON ({e.msg} at char {e.pos}): {text[:80]!r}") from None
     if not isinstance(body, dict) or not isinstance(body.get("results"), list):
@@ -318,7 +327,7 @@ def _results(tool: str, result: CallToolResult) -> list[dict[str, Any]]:
 
 def _message(e: BaseException) -> str:
     # Exception texts may quote the URL they failed on: redact before the record keeps it.
-    return redact_text(str(e) if isinstance(e, KnowledgeError) else f"unexpected {type(e).__name__}: {e}")
+    return redact_text(sanitize(str(e) if isinstance(e, KnowledgeError) else f"unexpected {type(e).__name__}: {e}"))
 
 
 def _ms(start: float) -> float:

@@ -10,6 +10,7 @@ from langgraph.config import get_config
 from langgraph.types import Command
 
 from agent.interview import InvalidAnswer, Question, ask, describe, from_decisions, message_text, question_message
+from agent.sanitize import sanitize_data
 from agent.state import SECTIONS, PipelineState
 
 
@@ -34,7 +35,9 @@ def ask_and_parse(
     answer, error, value = raw, None, None
     try:
         answer = from_decisions(question, raw)  # the terminal's words for a chat front end's decision
-        value = parse(answer)
+        # A text answer is checked by the parser (control characters are refused with a message); the
+        # values of a structured answer (a form sent as JSON by any client) are sanitized.
+        value = parse(answer if isinstance(answer, str) else sanitize_data(answer))
     except InvalidAnswer as exc:
         error = str(exc)
     return value, {

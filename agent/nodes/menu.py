@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -38,10 +39,13 @@ def menu(state: PipelineState) -> Command[Literal["revisit", "progress", "verify
     notice = state.get("notice")
     line = " ".join(f"[{o.value}] {o.label}" for o in options)
     prompt = (f"{notice}\n\n---\n\n" if notice else "") + f"**{MENU_TITLE}** {line}\n\nOr type a question about this phase."
-    question = Question(question_id="menu", section="menu", kind="menu", title=MENU_TITLE, prompt=prompt, options=options, default="C")
+    # No default: the seed proceeds only when the user selects C, so Enter alone never leaves the phase.
+    question = Question(question_id="menu", section="menu", kind="menu", title=MENU_TITLE, prompt=prompt, options=options, default=None)
 
     def parse(raw: Any) -> tuple[str, str]:
-        text = clean_text(raw)
+        text = clean_text(raw, allow_empty=True)
+        if not text:
+            raise InvalidAnswer(f"Choose {', '.join(o.value for o in options)} (C continues to Phase 3), or type a question.")
         choice = match_choice(text, options)
         if choice:
             return "choice", choice
@@ -154,6 +158,7 @@ async def answer_question(state: PipelineState, runtime: Runtime[Context]) -> Co
         record = await knowledge_client(ctx).ask(question, stage="menu")
         records = [record.model_dump(mode="json")]
         text = offline.answer(question, records[0])
+        from_plan = plan_answer(question, fields_by_section(state))
         fac = await Facilitator.open(ctx, state.get("project"))
         if fac is not None:
             made = await llm_tasks.answer_question(fac, question, records[0], state.get("decisions") or {})
@@ -162,4 +167,63 @@ async def answer_question(state: PipelineState, runtime: Runtime[Context]) -> Co
             elif fac.notice:
                 text = f"*{fac.notice}*\n\n{text}"
             usage = fac.state_update()
+        if from_plan:  # the plan's own figures first, whatever else was found
+            text = f"{from_plan}\n\n{text}"
     return Command(goto="menu", update={"notice": text, "pending_question": None, "knowledge": records, **say(text), **usage})
+
+
+# Questions about the plan's own figures, by topic: answered from the plan before anything else.
+PLAN_TOPICS = {
+    "time": r"how long|hours?|time|duration|days?|minutes|fast|slow|finish",
+    "memory": r"memory|vram|gb|fits?|oom|out of memory",
+    "cost": r"cost|costs|price|expensive|cheap|budget|money|pay|usd|dollars?",
+    "gpu": r"gpus?|hardware|cards?|a100|h100|l4|a10g?|4090",
+    "model": r"which model|what model|base model",
+}
+
+
+def _usd(x: float) -> str:
+    return f"${x:,.0f}" if x >= 10 else f"${x:,.2f}"
+
+
+def plan_topics(question: str) -> list[str]:
+    """The plan topics a question asks about, in PLAN_TOPICS order."""
+    q = question.casefold()
+    return [topic for topic, words in PLAN_TOPICS.items() if re.search(rf"(?<![a-z0-9])(?:{words})(?![a-z0-9])", q)]
+
+
+def plan_answer(question: str, fields: dict[str, dict]) -> str | None:
+    """The plan's figures that answer `question`, or None when it is not about them or there is
+    no plan yet (the base model and PEFT decisions make one)."""
+    topics = plan_topics(question)
+    if not topics or not {"base_model", "peft"} <= set(fields):
+        return None
+    p = plan(fields)
+    where = f"{p.gpu_count}x {p.gpu_card}"
+    lines: list[str] = []
+    for topic in topics:
+        if topic == "time":
+            if p.hours is not None:
+                lines.append(f"Training takes roughly **{p.hours:.1f} hours** of wall-clock time on {where} "
+                             f"(range {p.hours_low:.1f}-{p.hours_high:.1f}).")
+            else:
+                lines.append("The plan has no time estimate yet: it needs the training data (TP-003) and hyperparameters (TP-005).")
+        elif topic == "memory":
+            fit = "fits" if p.fits else "does NOT fit"
+            lines.append(f"It needs about **{p.memory.total_gb:.0f} GB** of GPU memory at its peak, which {fit} {where}.")
+        elif topic == "cost":
+            if p.cost is not None:
+                lines.append(f"Estimated cost on {p.cost.platform_name}: **{_usd(p.cost.total_usd)}** "
+                             f"at {_usd(p.cost.usd_per_gpu_hour)}/GPU-hour (prices as of {p.cost.as_of}).")
+            elif p.cost_options:
+                c = p.cost_options[0]
+                lines.append(f"Cheapest listed option: {c.platform_name} {c.card} at about **{_usd(c.total_usd)}** (prices as of {c.as_of}).")
+            else:
+                lines.append("The plan has no cost estimate yet: it needs a time estimate and a platform (TP-006).")
+        elif topic == "gpu":
+            lines.append(f"The plan runs on **{where}**" + (" (your infrastructure choice)." if p.gpu_source == "infrastructure" else " (recommended)."))
+        elif topic == "model" and not lines:
+            lines.append(f"The plan trains **{p.model}** ({p.params_b:g}B) with {p.method.upper() if p.method != 'full' else 'full fine-tuning'}.")
+    if not lines:
+        return None
+    return "**From your plan:** " + " ".join(dict.fromkeys(lines))

@@ -16,6 +16,7 @@ from agent.context import Context, get_context, project_folder
 from agent.interview import Option, Question, message_text, parse_choice
 from agent.nodes.common import ask_and_parse, first_open, retry, say
 from agent.project import read_overview
+from agent.sanitize import sanitize_data
 from agent.state import ARCHITECTURES, SECTIONS, Decision, PipelineState
 
 ARCH_OPTIONS = [
@@ -46,12 +47,13 @@ def load_project(state: PipelineState, runtime: Runtime[Context]) -> Command:
         # The run's own folder (context) wins over one named in state or chat: see project_folder.
         project_dir = project_folder({"project_dir": named}, ctx)
         lock.check_not_held_elsewhere(project_dir)  # a run from another process than the holding session: refused
-        raw = sidecar.load_sidecar(project_dir)
+        # The files' text reaches the terminal and the artifacts: no escape sequences from them.
+        raw = sanitize_data(sidecar.load_sidecar(project_dir))
     except sidecar.ProjectError as exc:
         if not chatting:
             raise  # a ValueError: the API server passes its text on to the client
         return Command(goto=END, update=say(f"{exc}\n\n{ASK_FOLDER}"))
-    overview = read_overview(project_dir)
+    overview = sanitize_data(read_overview(project_dir))
     project = {
         "name": raw.get("project_name") or Path(project_dir).name,
         "created": str(raw.get("created", "")),

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from agent import llm_tasks, sidecar
 from agent.context import Context, get_context, project_folder
-from agent.interview import InvalidAnswer, Question, clean_text, format_validation_error, is_no, is_yes, match_choice, parse_edits
+from agent.interview import InvalidAnswer, Option, Question, clean_text, format_validation_error, is_no, is_yes, match_choice, parse_edits
 from agent.knowledge.models import cited_refs
 from agent.llm import Facilitator, llm_enabled
 from agent.model_catalog import find_model
@@ -154,6 +154,8 @@ def make_recommend(spec: SectionSpec) -> Callable:
                 proposal, overrides = made
             elif fac.notice:
                 record["notice"] = fac.notice
+        if current.get("shown_options"):  # the same question again: its options keep their numbers
+            record["shown_options"] = current["shown_options"]
         record = {"proposal": proposal.model_dump(mode="json"), "pitfalls": section_pitfalls(state, spec, proposal), "overrides": overrides, **record}
         return Command(goto=node, update={"recommendations": {spec.name: record}, **(fac.state_update() if fac else {})})
 
@@ -184,6 +186,7 @@ async def _read_answer(state: PipelineState, spec: SectionSpec, fac: Facilitator
         return Command(goto=f"{spec.name}_decide", update={"recommendations": {spec.name: same}, "errors": {spec.decision_id: error}, **fac.state_update()})
     new_overrides, updated, summary = result
     record = {
+        **({"shown_options": current["shown_options"]} if current.get("shown_options") else {}),
         "proposal": updated.model_dump(mode="json"),
         "pitfalls": section_pitfalls(state, spec, updated),
         "overrides": new_overrides,
@@ -259,6 +262,15 @@ def _validated(spec: SectionSpec, fields: dict[str, Any]) -> dict[str, Any]:
         raise InvalidAnswer(format_validation_error(exc)) from None
 
 
+def in_shown_order(options: list[Option], shown: list[str] | None) -> list[Option]:
+    """`options` with those already shown for this question first, at the numbers they had;
+    a new one (a model named outright) comes after them."""
+    if not shown:
+        return list(options)
+    rank = {value: i for i, value in enumerate(shown)}
+    return sorted(options, key=lambda o: rank.get(o.value, len(rank)))
+
+
 def make_decide(spec: SectionSpec) -> Callable:
     node = f"{spec.name}_decide"
 
@@ -267,13 +279,15 @@ def make_decide(spec: SectionSpec) -> Callable:
         proposal = Proposal.model_validate(current["proposal"])
         overrides = current.get("overrides") or {}
         online = llm_enabled(get_context(runtime))
+        options = in_shown_order(proposal.options, current.get("shown_options"))
+        shown = {"shown_options": [o.value for o in options]}
         question = Question(
             question_id=spec.decision_id,
             section=spec.name,
             kind="form",
             title=f"{spec.title}: your decision",
             prompt=decide_prompt(spec, proposal, current.get("pitfalls") or [], updated=_user_changed(overrides), notice=current.get("notice")),
-            options=proposal.options,
+            options=options,
             default=proposal.fields,
             fields=spec.fields,
         )
@@ -284,7 +298,7 @@ def make_decide(spec: SectionSpec) -> Callable:
             text = clean_text(raw)
             if is_yes(text):
                 return "record", _validated(spec, proposal.fields)
-            choice = match_choice(text, proposal.options) or _free_choice(spec, text)
+            choice = match_choice(text, options) or _free_choice(spec, text)
             if choice is not None:
                 return "choose", choice
             if is_no(text):
@@ -304,12 +318,12 @@ def make_decide(spec: SectionSpec) -> Callable:
             return retry(node, update)
         action, payload = value
         if action == "read":
-            return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, "overrides": {**overrides, "text": payload}}}})
+            return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": {**overrides, "text": payload}}}})
         if action == "choose":
-            return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, "overrides": {"choice": payload, "edits": {}}}}})
+            return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": {"choice": payload, "edits": {}}}}})
         if action == "edit":
             new_overrides = {"choice": proposal.choice_value, "edits": payload}
-            return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, "overrides": new_overrides}}})
+            return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": new_overrides}}})
         return record(state, spec, proposal, payload, current.get("pitfalls") or [], get_context(runtime), update)
 
     decide.__name__ = node
