@@ -202,7 +202,7 @@ def test_cards_carry_the_question_in_short(chat_session):
             assert set(request["args"]) == {"answer"}
     assert kinds["form"] == ["approve", "edit", "reject"]
     assert kinds["text"] == ["edit"]
-    assert "approve" in kinds["menu"]  # keeps the default: continue
+    assert kinds["menu"] == ["edit"]  # no default to approve: leaving the phase takes an explicit C
 
 
 def test_menu_from_the_chat_box_shows_progress_then_continues(chat_session):
