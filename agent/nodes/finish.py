@@ -8,7 +8,8 @@ from typing import Any
 from agent import sidecar
 from agent.artifacts.writer import write_phase_artifacts, write_skip_artifacts
 from agent.nodes.common import say
-from agent.planning.plan import plan
+from agent.planning.constraints import from_decisions
+from agent.planning.plan import try_plan
 from agent.planning.pitfalls import check_pitfalls
 from agent.state import DECISION_IDS, PipelineState
 
@@ -36,8 +37,9 @@ def write_artifacts(state: PipelineState) -> dict[str, Any]:
     """Seed sections 9-11: spec, config template, decision log, project spec, sidecar."""
     decisions = state.get("decisions") or {}
     fields = fields_by_section(state)
-    pitfalls = [p.model_dump(mode="json") for p in check_pitfalls(fields, state.get("project"))]
-    summary = plan(fields).summary if {"base_model", "peft"} <= set(fields) else None
+    pitfalls = [p.model_dump(mode="json") for p in check_pitfalls(decisions, state.get("project"))]
+    estimate = try_plan(fields, gpu=from_decisions(decisions, state.get("project")).gpu_spec) if {"base_model", "peft"} <= set(fields) else None
+    summary = estimate.summary if estimate is not None else None
     written = write_phase_artifacts(
         state["project_dir"],
         decisions,

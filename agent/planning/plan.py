@@ -64,7 +64,7 @@ class Plan(BaseModel):
     gpu_class_gb: int
     gpu_count: int
     gpu_card: str
-    gpu_source: Literal["infrastructure", "recommended"]
+    gpu_source: Literal["infrastructure", "stated", "recommended"]
     fits: bool
     hours: float | None = None
     hours_low: float | None = None
@@ -73,6 +73,26 @@ class Plan(BaseModel):
     cost_options: list[gpus.CostEstimate] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     summary: str
+
+
+def _fit_layout(total_gb: float, rep: float) -> tuple[int, int] | None:
+    """(class, count) from `fit_gpus`, or None when no layout holds the job (it raises or says so)."""
+    try:
+        found = gpus.fit_gpus(total_gb, rep)
+    except (ValueError, ArithmeticError):
+        return None
+    if isinstance(found, tuple) and len(found) >= 2 and all(isinstance(x, (int, float)) and x for x in found[:2]):
+        return int(found[0]), int(found[1])
+    cls, count = getattr(found, "gpu_class_gb", None), getattr(found, "count", None)
+    return (int(cls), int(count)) if cls and count else None
+
+
+def try_plan(decisions: dict[str, Any], **kwargs: Any) -> Plan | None:
+    """`plan`, or None when the decisions are not enough (or not valid enough) to estimate."""
+    try:
+        return plan(decisions, **kwargs)
+    except (ValueError, ArithmeticError, TypeError, KeyError):
+        return None
 
 
 def replicated_gb(est: MemoryEstimate) -> float:
@@ -97,7 +117,7 @@ def _summary(p: Plan) -> str:
         f" {m.breakdown.trainable_params + m.breakdown.gradients + m.breakdown.optimizer_states:.1f} GB,"
         f" activations {m.breakdown.activations:.1f} GB, overhead {m.breakdown.overhead:.1f} GB."
     ]
-    where = f"{p.gpu_count}x {p.gpu_card}" + (" (your infrastructure choice)" if p.gpu_source == "infrastructure" else "")
+    where = f"{p.gpu_count}x {p.gpu_card}" + {"infrastructure": " (your infrastructure choice)", "stated": " (the GPUs you stated)"}.get(p.gpu_source, "")
     if p.fits:
         parts.append(f"That fits {where}" + (", sharded with FSDP/ZeRO-3." if p.gpu_count > 1 else "."))
     else:
@@ -132,8 +152,13 @@ def plan(
     gradient_checkpointing: bool = True,
     prices_path: str | Path | None = None,
     today: date | None = None,
+    gpu: gpus.GpuSpec | None = None,
 ) -> Plan:
-    """Memory, fit, time and cost for the decided sections. Needs base_model and peft."""
+    """Memory, fit, time and cost for the decided sections. Needs base_model and peft.
+
+    Where it runs: the infrastructure decision's GPUs, else `gpu` (the GPUs the user stated), else
+    the smallest layout that holds the job.
+    """
     f = section_fields(decisions)
     base, peft = f.get("base_model"), f.get("peft")
     if not base or not peft:
@@ -182,17 +207,25 @@ def plan(
 
     # Where it runs: the decided infrastructure if we can read its GPU, else a recommendation.
     stated = gpus.parse_gpu(str(infra.get("instance_type") or ""), infra.get("gpu_count")) if infra else None
+    source = "infrastructure"
     if infra and stated is None:
         notes.append(f"could not read a GPU from instance type {infra.get('instance_type')!r}: recommending one")
+    if stated is None and gpu is not None:
+        stated, source = gpu, "stated"
     if stated:
         cls = gpus.gpu_class_for(stated.memory_gb)
-        count, card_name, source = stated.count, stated.card, "infrastructure"
+        count, card_name = stated.count, stated.card
         fits = gpus.fits_in(peak.total_gb, stated.memory_gb, stated.count, rep)
         tflops_card = stated.card if stated.bf16_tflops else None
     else:
-        cls, count = gpus.fit_gpus(peak.total_gb, rep)
+        layout = _fit_layout(peak.total_gb, rep)
+        if layout is None:  # nothing fits: priced on one node of the largest class, marked as not fitting
+            notes.append(f"no GPU layout holds {rep:.0f} GB of activations per GPU: shorten max_length or the micro-batch")
+            cls, count, fits = max(gpus.GPU_CLASSES), 8, False
+        else:
+            (cls, count), fits = layout, True
         card_name = gpus.reference_card(cls)["name"]
-        source, fits, tflops_card = "recommended", True, card_name
+        source, tflops_card = "recommended", card_name
     if count > 1:
         notes.append(gpus.SHARDING_NOTE)
 
