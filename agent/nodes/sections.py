@@ -166,6 +166,14 @@ def recorded_edits(state: PipelineState, spec: SectionSpec, fresh: Proposal) -> 
             edits.pop("target_modules")
     if spec.name == "hyperparameters":
         edits.pop("budget", None)
+        trial = {s: d["fields"] for s, d in (state.get("decisions") or {}).items()}
+        trial["hyperparameters"] = {**fresh.fields, **edits}
+        # Misfits the user kept (acknowledged) stay as recorded; new ones are fitted again.
+        kept = set(recorded.get("warnings_acknowledged") or [])
+        misfit = {"plan-does-not-fit-gpu", "plan-over-time-budget", "plan-over-money-budget"} - kept
+        if any(p.id in misfit for p in check_pitfalls(trial, state.get("project"), stated=stated_constraints(state))):
+            for name in ("batch_size", "gradient_accumulation_steps", "max_length", "num_epochs"):
+                edits.pop(name, None)  # recorded values that no longer fit: the planner fits them again
     return edits
 
 

@@ -142,7 +142,9 @@ def recommend(inputs: SectionInputs) -> Proposal:
         options=[Option(value=k, label=v[0], description=f"{v[1]} (≈{need[k]:.0f} GB)") for k, v in METHODS.items()],
         options_considered=[f"{v[0]} (≈{need[k]:.0f} GB)" for k, v in METHODS.items()],
         consequences=[
-            f"Peak training memory about {need.get(fields['method'], 0):.0f} GB under the stated assumptions.",
+            f"Peak training memory about {chosen.memory.total_gb if chosen else need.get(fields['method'], 0):.0f} GB at "
+            f"{int(hyper.get('max_length') or 2048):,} tokens, micro-batch {hyper.get('batch_size', 1)}; the hyperparameters "
+            "decision sets the final figure (see the plan estimate in the spec).",
             "Adapters are small files to version; merge them into the base for serving or load them at run time."
             if fields["method"] != "full" else "A full copy of the weights per checkpoint.",
         ],
