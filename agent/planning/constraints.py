@@ -78,6 +78,8 @@ def _key(name: str, value: Any) -> Any:
 
 
 def gpu_text(spec: gpus.GpuSpec) -> str:
+    if spec.card.endswith(" GB GPU"):  # only the size was stated
+        return f"{spec.count} x {spec.card}"
     return f"{spec.count} x {spec.card} ({spec.memory_gb:g} GB each)"
 
 

@@ -26,7 +26,8 @@ class Fitting(BaseModel):
     plan: Plan | None = None
     fits: bool | None = Field(None, description="None when no GPU is stated")
     within_budget: bool | None = Field(None, description="None when no budget or no time estimate")
-    steps: list[str] = Field(default_factory=list, description="What was changed to fit, with its figures")
+    steps: list[str] = Field(default_factory=list, description="What was changed to fit")
+    before: str = Field("", description="The plan's figures before the changes")
     tradeoffs: list[str] = Field(default_factory=list, description="When it still does not fit: what has to give")
 
 
@@ -89,6 +90,7 @@ def fit_hyperparameters(
     budget_usd: float | None = None,
     fixed: set[str] | frozenset[str] = frozenset(),
     min_length: int = MIN_LENGTH,
+    stated_length: int | None = None,
 ) -> Fitting:
     """Hyperparameters adjusted to fit `gpu` and the budget; fields in `fixed` (the user's edits) are kept.
 
@@ -96,18 +98,18 @@ def fit_hyperparameters(
     shorter max_length, never below `min_length`), then time (one epoch, then a shorter max_length).
     """
     h = dict(hyper)
-    steps: list[str] = []
     base = section_fields(decisions)
 
     def current() -> Plan | None:
         return _plan({**base, "hyperparameters": h}, gpu)
 
     p = current()
+    start = figure(p)
+    changed: dict[str, str] = {}  # field -> what it became, in the order first changed
     floor = max(16, min(int(min_length), _int(h.get("max_length"), MIN_LENGTH)))
     for _ in range(24):  # each step halves something: bounded
         if p is None or gpu is None or fits_gpu(p, gpu):
             break
-        before = figure(p)
         micro, accum = _int(h.get("batch_size"), 1), _int(h.get("gradient_accumulation_steps"), 1)
         length = _int(h.get("max_length"), 2048)
         if micro > 1 and "batch_size" not in fixed:
@@ -115,33 +117,33 @@ def fit_hyperparameters(
             if "gradient_accumulation_steps" not in fixed:
                 h["gradient_accumulation_steps"] = min(4096, accum * 2)
             p = current()
-            steps.append(f"micro-batch {h['batch_size']} x {h['gradient_accumulation_steps']} accumulation steps "
-                         f"(effective batch kept): {before} -> {figure(p)}")
+            changed["batch"] = f"micro-batch {h['batch_size']} x {h['gradient_accumulation_steps']} accumulation steps (effective batch kept)"
         elif length > floor and "max_length" not in fixed:
             h["max_length"] = max(floor, length // 2)
             p = current()
-            steps.append(f"max length {h['max_length']:,} tokens: {before} -> {figure(p)}")
+            changed["length"] = f"max length {h['max_length']:,} tokens (longer examples are truncated)"
         else:
             break
     for _ in range(24):
         if p is None or not budget_hours or p.hours is None or gpu_hours(p) <= budget_hours:
             break
-        before = figure(p)
         epochs = h.get("num_epochs")
         length = _int(h.get("max_length"), 2048)
         if isinstance(epochs, (int, float)) and epochs > 1 and "num_epochs" not in fixed:
             h["num_epochs"] = 1
             p = current()
-            steps.append(f"1 epoch (early stopping matters less with one pass): {before} -> {figure(p)}")
+            changed["epochs"] = "1 epoch"
         elif length > floor and "max_length" not in fixed:
             h["max_length"] = max(floor, length // 2)
             p = current()
-            steps.append(f"max length {h['max_length']:,} tokens (longer examples are truncated): {before} -> {figure(p)}")
+            changed["length"] = f"max length {h['max_length']:,} tokens (longer examples are truncated)"
         else:
             break
-    out = Fitting(hyper=h, plan=p, fits=fits_gpu(p, gpu), within_budget=within(p, budget_hours, budget_usd), steps=steps)
+    steps = list(changed.values())
+    out = Fitting(hyper=h, plan=p, fits=fits_gpu(p, gpu), within_budget=within(p, budget_hours, budget_usd), steps=steps,
+                  before=start if steps else "")
     if out.fits is False or out.within_budget is False:
-        out.tradeoffs = tradeoffs({**base, "hyperparameters": h}, gpu, budget_hours, budget_usd, min_length)
+        out.tradeoffs = tradeoffs({**base, "hyperparameters": h}, gpu, budget_hours, budget_usd, stated_length or 0)
     return out
 
 
@@ -157,7 +159,7 @@ def tradeoffs(
     gpu: gpus.GpuSpec | None,
     budget_hours: float | None = None,
     budget_usd: float | None = None,
-    min_length: int = MIN_LENGTH,
+    min_length: int = 0,
 ) -> list[str]:
     """The smallest changes that would make the plan fit, each with its figures; the binding constraint first."""
     f = section_fields(decisions)
@@ -186,16 +188,22 @@ def tradeoffs(
 
     hyper = f.get("hyperparameters") or {}
     micro = _int(hyper.get("batch_size"), 1)
+    first = ""  # the cheapest change every other option builds on
     if micro > 1:
         accum = _int(hyper.get("gradient_accumulation_steps"), 1) * micro
-        offer(f"Micro-batch 1 with {accum} accumulation steps", _plan(_with(f, "hyperparameters", batch_size=1, gradient_accumulation_steps=min(4096, accum)), gpu))
+        f = _with(f, "hyperparameters", batch_size=1, gradient_accumulation_steps=min(4096, accum))
+        q = _plan(f, gpu)
+        offer(f"Micro-batch 1 with {min(4096, accum)} accumulation steps (same effective batch)", q)
+        if q is not None and ok(q):
+            return out
+        first = "micro-batch 1 and "
     length = _int(hyper.get("max_length"), 2048)
     shorter = length // 2
     while shorter >= 256:
         q = _plan(_with(f, "hyperparameters", max_length=shorter), gpu)
         if ok(q) or shorter // 2 < 256:
-            cut = " (below the lengths you stated: examples are truncated)" if shorter < min_length else ""
-            offer(f"Max length {shorter:,} tokens{cut}", q)
+            cut = " (below the lengths you stated: those examples are truncated)" if shorter < min_length else " (longer examples are truncated)"
+            offer(f"{first.capitalize() or ''}{'max' if first else 'Max'} length {shorter:,} tokens{cut}", q)
             break
         shorter //= 2
     epochs = hyper.get("num_epochs")
@@ -207,23 +215,27 @@ def tradeoffs(
     peft = f.get("peft") or {}
     if not mem_ok and peft.get("method") != "qlora":
         changes = {"method": "qlora", "quantization": "4bit", "r": peft.get("r") or 16, "alpha": peft.get("alpha") or 32}
-        offer("QLoRA (4-bit base)", _plan(_with(f, "peft", **changes), gpu))
+        offer(f"{first.capitalize()}QLoRA (4-bit base)" if first else "QLoRA (4-bit base)", _plan(_with(f, "peft", **changes), gpu))
     if not time_ok and peft.get("method") == "qlora":
         q = _plan(_with(f, "peft", method="lora", quantization="none"), gpu)
         if q is not None and fits_gpu(q, gpu) is not False:
             offer("LoRA on a 16-bit base (faster than QLoRA, and it fits)", q)
     data = f.get("training_data") or {}
     n = data.get("sft_examples") or data.get("dpo_pairs")
-    if not time_ok and n and p.hours:
+    if not time_ok and n and p.hours and budget_hours / gpu_hours(p) >= 0.05:
         share = budget_hours / gpu_hours(p)
         out.append(f"Train on a subset of about {int(n * share):,} examples ({share:.0%}) to stay within {budget_hours:g} GPU hours")
-    params = float((f.get("base_model") or {}).get("params_b") or 0)
-    smaller = sorted((m for m in load_catalog() if 0 < m.params_b < params and m.family != "gpt2"), key=lambda m: -m.params_b)
+    base = f.get("base_model") or {}
+    params = float(base.get("params_b") or 0)
+    # Same licence (a constraint may have chosen it), the same family first.
+    smaller = sorted((m for m in load_catalog() if 0 < m.params_b < params and m.family != "gpt2"
+                      and (m.license == base.get("license") or m.family == base.get("family"))),
+                     key=lambda m: (m.family != base.get("family"), -m.params_b))
     for m in smaller[:8]:
         fields = _model_fields(m.key)
         q = _plan({**f, "base_model": fields}, gpu) if fields else None
         if ok(q):
-            offer(f"A smaller model, {m.name} ({m.params_b:g}B)", q)
+            offer(f"{first.capitalize()}a smaller model, {m.name} ({m.params_b:g}B)" if first else f"A smaller model, {m.name} ({m.params_b:g}B)", q)
             break
     if gpu is not None:
         for n_gpus in (2, 4, 8):
@@ -232,7 +244,7 @@ def tradeoffs(
             g = gpu.model_copy(update={"count": n_gpus})
             q = _plan(f, g)
             if ok(q, g):
-                offer(f"{n_gpus} x {gpu.card} (sharded)", q, g)
+                offer(f"{first.capitalize()}{n_gpus} x {gpu.card} (sharded)", q, g)
                 break
         for name in LARGER_CARDS:
             c = gpus.card(name)
@@ -241,6 +253,6 @@ def tradeoffs(
             g = gpus.GpuSpec(card=c["name"], memory_gb=c["memory_gb"], count=1, bf16_tflops=c.get("bf16_tflops"))
             q = _plan(f, g)
             if ok(q, g):
-                offer(f"One {c['name']} instead", q, g)
+                offer(f"{first.capitalize()}one {c['name']} instead" if first else f"One {c['name']} instead", q, g)
                 break
     return out

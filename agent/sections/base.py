@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from agent.interview import FormField, Option
 from agent.planning.constraints import Constraints, gpu_text, source_name
-from agent.planning.fit import HEADROOM, Fitting, gpu_hours
+from agent.planning.fit import HEADROOM, Fitting, figure, gpu_hours
 from agent.planning.gpu import GpuSpec
 
 
@@ -131,7 +131,7 @@ def plan_check_lines(fitting: Fitting, gpu: GpuSpec | None, stated: Constraints)
             line += f", {'within' if ok else 'OVER'} the {float(stated.budget_hours.value):g} GPU hours from {source_name(stated.budget_hours.source)}"
         lines.append(line + ".")
     if fitting.steps:
-        lines.append("Changed to fit: " + "; ".join(fitting.steps) + ".")
+        lines.append("Changed to fit: " + "; ".join(fitting.steps) + f" ({fitting.before} before, {figure(p)} after).")
     if fitting.tradeoffs:
         lines.append("Nothing within this section's values fits everything you stated; a constraint has to give (see the notes).")
     return lines

@@ -97,7 +97,8 @@ def recommend(inputs: SectionInputs) -> Proposal:
     fitting = None
     if {"base_model", "peft"} <= set(d):
         min_len = int(needed) if needed else MIN_LENGTH
-        fitting = fit_hyperparameters(d, fields, gpu, budget_h, budget_usd, fixed=set(inputs.edits), min_length=min(min_len, ctx_len))
+        fitting = fit_hyperparameters(d, fields, gpu, budget_h, budget_usd, fixed=set(inputs.edits), min_length=min(min_len, ctx_len),
+                                      stated_length=int(needed) if needed else None)
         fields = fitting.hyper
 
     # The reasoning describes the values proposed, edits included: the record's rationale is taken from it.
