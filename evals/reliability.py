@@ -172,7 +172,8 @@ class FaultyKnowledge:
 
 # --- a language model that never gives a usable answer ----------------------------------------
 
-MODEL_FAULTS = ("429", "500", "timeout", "garbage", "malformed", "wrong_args", "propose", "propose")
+MODEL_FAULTS = ("429", "500", "timeout", "garbage", "malformed", "wrong_args")
+MODEL_KINDS = (*MODEL_FAULTS, "propose", "propose")  # a model call fails, or proposes in-range values
 
 
 def _http_error(status: int) -> openai.APIStatusError:
@@ -501,8 +502,9 @@ def ranged_form(payload: dict) -> st.SearchStrategy[dict]:
 def valid_answer(payload: dict) -> st.SearchStrategy[Any]:
     kind, options, qid = payload["kind"], payload.get("options") or [], payload["question_id"]
     if kind == "form":
+        models = [st.sampled_from([m.key for m in load_models()])] if payload.get("section") == "base_model" else []
         return st.one_of(st.sampled_from(YES), option_answer(options), edits_answer(payload), form_answer(payload, valid=True),
-                         ranged_form(payload), stated_text)
+                         ranged_form(payload), stated_text, *models)
     if kind == "menu":
         return st.one_of(option_answer(options), st.sampled_from(QUESTIONS + [o["value"].lower() for o in options]))
     if options:
@@ -530,8 +532,8 @@ def answer_strategy(payload: dict) -> st.SearchStrategy[Any]:
 def finishing_answer(payload: dict) -> Any:
     """The valid answer that moves the session towards the end."""
     qid, kind = payload["question_id"], payload["kind"]
-    if qid == "menu":
-        return "C"
+    if qid == "menu":  # errors left in the plan are kept (K) before Phase 3 (C)
+        return "K" if any(o.get("value") == "K" for o in payload.get("options") or []) else "C"
     if qid == "architecture":
         return "fine-tuning"
     if qid == "consult_knowledge.retry":
@@ -614,7 +616,7 @@ def fault_plans(kind: str) -> st.SearchStrategy[Faults]:
     query_ids = [q.id for q in load_catalog()]
     knowledge = st.dictionaries(st.sampled_from(query_ids), st.integers(1, 3), min_size=1, max_size=6)
     disk = st.tuples(st.integers(1, 14), st.sampled_from(sorted(DISK_ERRORS)))  # a full session replaces ~13 files
-    model = st.lists(st.sampled_from(MODEL_FAULTS), min_size=1, max_size=4)
+    model = st.lists(st.sampled_from(MODEL_KINDS), min_size=1, max_size=4)
     if kind == "knowledge":
         return st.builds(Faults, knowledge=knowledge, ask_fails=st.booleans())
     if kind == "disk":
@@ -676,6 +678,14 @@ def kept(answer: Any) -> Any:
     if isinstance(answer, list):
         return [kept(v) for v in answer]
     return answer
+
+
+def only_acknowledged(before: dict | None, after: dict | None) -> bool:
+    """Whether a decision changed only by acknowledging more warnings."""
+    if not before or not after:
+        return False
+    rest = lambda d: {k: v for k, v in d.items() if k != "warnings_acknowledged"}  # noqa: E731
+    return rest(before) == rest(after) and set(before.get("warnings_acknowledged") or []) <= set(after.get("warnings_acknowledged") or [])
 
 
 def _number(x: Any) -> bool:
@@ -873,6 +883,8 @@ class Runner:
                 self.out.violations.append(f"{qid}: rejected, but the same question was not asked again with the error")
         changed = [s for s in SECTIONS if (before.get("decisions") or {}).get(s) != (after.get("decisions") or {}).get(s)]
         for section in changed:
+            if qid == "menu" and only_acknowledged(before["decisions"][section], after["decisions"][section]):
+                continue  # K: the errors listed are kept, recorded on their decisions; nothing else changes
             explicit = isinstance(answer, dict) or (isinstance(answer, str) and is_yes(answer))
             if qid != f"{section}.decision" or not last["accepted"] or not explicit:
                 self.out.violations.append(f"decision {section} changed on {qid}={_short(answer)} (accepted={last['accepted']})")

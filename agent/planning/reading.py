@@ -85,7 +85,14 @@ def money(text: str) -> float | None:
     return to_number(digits, suffix)
 
 
+_HOUR_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "eight": 8, "ten": 10, "twelve": 12,
+               "twenty": 20, "twenty-four": 24, "fifty": 50, "a hundred": 100, "one hundred": 100}
+
+
 def hours(text: str) -> float | None:
+    """Hours (or days) of compute: "about 10 GPU hours", "Ten GPU hours", "2 days"."""
+    text = re.sub(r"\b(" + "|".join(sorted(_HOUR_WORDS, key=len, reverse=True)) + r")\b(?=\s*(?:gpu[- ]?)?(?:hours?|hrs?|days?)\b)",
+                  lambda m: str(_HOUR_WORDS[m.group(1).lower()]), text, flags=re.IGNORECASE)
     m = re.search(r"(\d+(?:\.\d+)?)\s*(?:gpu[- ]?)?(hours?|hrs?|h\b|days?)", text, re.IGNORECASE)
     if not m:
         return None
