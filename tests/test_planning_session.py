@@ -231,3 +231,25 @@ def test_activations_no_gpu_holds_get_a_plan_not_a_crash():
         assert "does not fit" in " ".join(proposal.reasoning).lower() or "not fit" in proposal.fields["estimated_cost"].lower() or proposal.notes
     found = check_pitfalls({**decisions, "infrastructure": {"instance_type": "RTX 4090", "gpu_count": 1}})
     assert any(p.id == "plan-does-not-fit-gpu" and p.severity == "error" for p in found)
+
+
+@pytest.mark.parametrize("model,approach", [("qwen3-14b", "sft"), ("qwen3-8b", "combined")])
+def test_larger_model_and_two_stages_fit_the_stated_card(loop, knowledge, project_copy, model, approach):
+    # Qwen3 14B QLoRA once got micro-batch 2 on 24 GB and did not fit; SFT then DPO must fit in both stages.
+    script = dict(STATED)
+    if approach == "combined":
+        script["training_approach.goals"] = "40,000 resolved tickets as instruction pairs, and 6,000 preference pairs (chosen vs rejected)"
+        script["training_data.description"] = "40,000 reviewed ticket conversations and 6,000 preference pairs, PII redacted"
+    s = Session(loop, knowledge, str(project_copy("support-bot")))
+    s.run_until(answer_from(script), lambda p: p["question_id"] == "base_model.decision")
+    s.resume(model)
+    assert s.run_until(answer_from(script), lambda p: False) is None  # answered to the end
+    values = s.values()
+    assert values["decisions"]["base_model"]["fields"]["model_id"] == model
+    assert values["decisions"]["training_approach"]["fields"]["approach"] == approach
+    p, stated = final_plan(values)
+    assert [st.stage for st in p.stages] == (["sft", "dpo"] if approach == "combined" else ["sft"])
+    assert all(fits_gpu(p.model_copy(update={"memory": st.memory}), stated.gpu_spec, headroom=1.0) for st in p.stages), p.summary
+    acknowledged = {w for d in values["decisions"].values() for w in d["warnings_acknowledged"]}
+    assert gpu_hours(p) <= 10 or "plan-over-time-budget" in acknowledged
+    assert not open_errors(values["decisions"], values.get("project"))
