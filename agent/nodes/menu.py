@@ -55,6 +55,8 @@ def keep_plan(state: PipelineState, errors: list[Pitfall], update: dict[str, Any
     decisions = state.get("decisions") or {}
     changed: dict[str, dict[str, Any]] = {}
     for e in errors:
+        if e.section not in decisions:
+            continue
         d = changed.get(e.section) or dict(decisions[e.section])
         d["warnings_acknowledged"] = [*d.get("warnings_acknowledged", []), e.id]
         changed[e.section] = d

@@ -345,10 +345,10 @@ def make_decide(spec: SectionSpec) -> Callable:
             try:
                 edits = parse_edits(text, spec.fields)
             except InvalidAnswer:
+                if not _names_a_field(text, spec) and read_constraints({spec.name: text}).understood(spec.name):
+                    return "restate", text  # GPUs, budget, volumes or lengths: a corrected answer, read again
                 if online and not _names_a_field(text, spec):
                     return "read", text  # prose: the model reads it, in the recommend node
-                if not _names_a_field(text, spec) and read_constraints({spec.name: text}).understood(spec.name):
-                    return "restate", text  # GPUs, budget, volumes or lengths: a corrected answer
                 raise
             merged = {**(overrides.get("edits") or {}), **edits}
             _validated(spec, {**proposal.fields, **merged})
