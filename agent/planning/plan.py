@@ -83,7 +83,12 @@ def _fit_layout(total_gb: float, rep: float) -> tuple[int, int] | None:
         return None
     if isinstance(found, tuple) and len(found) >= 2 and all(isinstance(x, (int, float)) and x for x in found[:2]):
         return int(found[0]), int(found[1])
-    cls, count = getattr(found, "gpu_class_gb", None), getattr(found, "count", None)
+    # A result object (or mapping) that may say nothing fits.
+    get = found.get if isinstance(found, dict) else (lambda k, d=None: getattr(found, k, d))
+    if get("fits", True) is False:
+        return None
+    cls = next((get(k) for k in ("gpu_class_gb", "gpu_class", "memory_gb") if get(k)), None)
+    count = next((get(k) for k in ("count", "gpu_count") if get(k)), None)
     return (int(cls), int(count)) if cls and count else None
 
 
