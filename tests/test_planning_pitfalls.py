@@ -170,9 +170,34 @@ def test_licence_conflict():
     assert "license-conflict" not in ids(llama, project={"constraints": ["Permissive (Apache/MIT) or Llama licence"]})
 
 
+def test_budget_stated_in_an_answer_is_checked():
+    from agent.planning.constraints import read_constraints
+    from agent.planning.fit import gpu_hours
+    from agent.planning.plan import try_plan
+
+    hours = gpu_hours(try_plan(GOOD))
+    over = read_constraints({"hyperparameters": f"about {hours / 2:.1f} GPU hours per run"})
+    under = read_constraints({"hyperparameters": f"about {hours * 2:.1f} GPU hours per run"})
+    [p] = [p for p in check_pitfalls(GOOD, PROJECT, stated=over) if p.id == "plan-over-time-budget"]
+    assert p.severity == "error" and p.section == "infrastructure" and "your answer on the training budget" in p.message
+    assert "plan-over-time-budget" not in {p.id for p in check_pitfalls(GOOD, PROJECT, stated=under)}
+    # Read from what a recorded decision kept of the answer, as the export reads the sidecar.
+    recorded = {**GOOD, "hyperparameters": {"fields": GOOD["hyperparameters"], "context": f"{hours / 2:.1f} GPU hours"}}
+    assert "plan-over-time-budget" in ids(recorded)
+
+
+def test_money_budget_is_checked():
+    from agent.planning.constraints import read_constraints
+
+    broke = read_constraints({"hyperparameters": "we can spend $1 on this"})
+    rich = read_constraints({"hyperparameters": "we can spend $1,000,000 on this"})
+    assert "plan-over-money-budget" in {p.id for p in check_pitfalls(GOOD, PROJECT, stated=broke)}
+    assert "plan-over-money-budget" not in {p.id for p in check_pitfalls(GOOD, PROJECT, stated=rich)}
+
+
 def test_every_rule_has_tests():
     # A new rule must come with a triggering and a passing case above.
-    assert len(RULES) == 11
+    assert len(RULES) == 12
 
 
 def test_pitfalls_are_complete_records():

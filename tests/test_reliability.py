@@ -161,3 +161,43 @@ def test_a_failing_file_fault_shows_in_the_table(warm, tmp_path, monkeypatch):
     stats = r.Stats(scenarios=[result])
     assert not result.ok and not stats.ok
     assert "FAILED: duplicate keys" in stats.table()
+
+
+# --- the answers cover the whole range: any option, any in-range field value, a proposing model -------
+
+
+def test_field_answers_reach_both_ends_of_every_range():
+    from hypothesis import find
+
+    from agent.state import FIELDS_MODELS
+
+    for section, model in FIELDS_MODELS.items():
+        for name, prop in model.model_json_schema()["properties"].items():
+            strategy = r.field_range(section, name)
+            prop = next((o for o in prop.get("anyOf", []) if o.get("type") != "null"), prop)
+            if "maximum" not in prop:
+                continue
+            assert strategy is not None, (section, name)
+            top = float(prop["maximum"])
+            assert float(find(strategy, lambda v, top=top: float(v) >= top)) == top, (section, name)
+
+
+def test_huge_micro_batch_and_length_get_a_plan_not_a_crash(loop, warm, tmp_path):
+    # More activation memory than any GPU has: the session used to die in the infrastructure sizing.
+    answers = [("base_model.constraints", "One 24 GB GPU"), ("hyperparameters.decision", "batch_size: 4096, max_length: 10000000"),
+               ("hyperparameters.decision", "yes"), ("infrastructure.preference", "our cloud")]
+    replayed = r.ReplayedAnswers(answers)
+    outcome = r.run_case(loop, r.Case("support-bot", 0), replayed, warm, tmp_path)
+    assert not outcome.failed, outcome.report()
+    assert not replayed.queue, "every answer was asked for"
+
+
+def test_a_proposing_model_gets_its_values_recorded_without_crashing(loop, warm, tmp_path):
+    seen = 0
+    for seed in range(4):
+        case = r.Case("support-bot", 0, faults=r.Faults(model=["propose"], model_seed=seed))
+        runner = r.Runner(case, r.ReplayedAnswers([]), warm, tmp_path)
+        outcome = loop.run_until_complete(runner.run())
+        assert not outcome.failed, outcome.report()
+        seen += sum(d["rationale"] == "Values drawn from the whole allowed range." for d in runner.decisions.values())
+    assert seen, "no proposal of the model passed validation and was recorded"

@@ -11,7 +11,8 @@ from agent import sidecar
 from agent.artifacts.writer import write_phase_artifacts, write_skip_artifacts
 from agent.context import Context, get_context, project_folder
 from agent.nodes.common import say
-from agent.planning.plan import plan
+from agent.planning.constraints import from_decisions
+from agent.planning.plan import try_plan
 from agent.planning.pitfalls import check_pitfalls
 from agent.state import DECISION_IDS, PipelineState
 
@@ -40,8 +41,9 @@ def write_artifacts(state: PipelineState, runtime: Runtime[Context] | None = Non
     root = project_folder(state, get_context(runtime))
     decisions = state.get("decisions") or {}
     fields = fields_by_section(state)
-    pitfalls = [p.model_dump(mode="json") for p in check_pitfalls(fields, state.get("project"))]
-    summary = plan(fields).summary if {"base_model", "peft"} <= set(fields) else None
+    pitfalls = [p.model_dump(mode="json") for p in check_pitfalls(decisions, state.get("project"))]
+    estimate = try_plan(fields, gpu=from_decisions(decisions, state.get("project")).gpu_spec) if {"base_model", "peft"} <= set(fields) else None
+    summary = estimate.summary if estimate is not None else None
     written = write_phase_artifacts(
         root,
         decisions,

@@ -13,13 +13,22 @@ from agent.context import Context, get_context, knowledge_client
 from agent.interview import InvalidAnswer, Option, Question, clean_text, match_choice, parse_choice
 from agent.llm import Facilitator, usage_line
 from agent.nodes.common import ask_and_parse, retry, say
-from agent.nodes.finish import fields_by_section, write_artifacts
-from agent.planning.plan import plan
-from agent.planning.pitfalls import check_pitfalls
+from agent import sidecar
+from agent.nodes.finish import fields_by_section, sidecar_entry, write_artifacts
+from agent.planning.constraints import from_decisions
+from agent.planning.pitfalls import Pitfall, check_pitfalls, open_errors
+from agent.planning.plan import plan, try_plan
 from agent.sections.base import table
 from agent.state import DECISION_IDS, SECTION_TITLES, SECTIONS, PipelineState
 
 MENU_TITLE = "Phase 2 Complete - Select an Option:"
+
+
+def unresolved(state: PipelineState) -> list[Pitfall]:
+    """Errors in the plan that no decision has acknowledged: they hold Phase 3 back."""
+    if state.get("phase_status") == "skipped":
+        return []
+    return open_errors(state.get("decisions") or {}, state.get("project"))
 
 
 def menu_options(state: PipelineState) -> list[Option]:
@@ -31,7 +40,32 @@ def menu_options(state: PipelineState) -> list[Option]:
         options.append(Option(value="F", label="Pre-flight check",
                               description="Export the TRL configs and train each stage two steps on a small model (CPU)"))
     options.append(Option(value="C", label="Continue to Phase 3", description="Inference Pipeline"))
+    errors = unresolved(state)
+    if errors:
+        options.append(Option(value="K", label="Keep the plan as it is",
+                              description=f"Acknowledge the {len(errors)} error{'s' if len(errors) > 1 else ''} listed, recorded in the decisions"))
     return options
+
+
+def errors_text(errors: list[Pitfall]) -> str:
+    lines = [f"- **{DECISION_IDS[e.section].upper()} {SECTION_TITLES[e.section]}**: {e.message} Fix: {e.fix}" for e in errors]
+    return "**Must be revisited (A) or kept (K) before Phase 3**\n" + "\n".join(lines)
+
+
+def keep_plan(state: PipelineState, errors: list[Pitfall], update: dict[str, Any]) -> Command:
+    """Record the errors as acknowledged trade-offs on the decisions they belong to (state and sidecar)."""
+    decisions = state.get("decisions") or {}
+    changed: dict[str, dict[str, Any]] = {}
+    for e in errors:
+        if e.section not in decisions:
+            continue
+        d = changed.get(e.section) or dict(decisions[e.section])
+        d["warnings_acknowledged"] = [*d.get("warnings_acknowledged", []), e.id]
+        changed[e.section] = d
+    for section, d in changed.items():
+        sidecar.upsert_decision(state["project_dir"], sidecar_entry(d), acknowledged=[f"{d['id']}:{w}" for w in d["warnings_acknowledged"]])
+    text = "Kept as acknowledged trade-offs:\n" + "\n".join(f"- {DECISION_IDS[e.section].upper()}: {e.message}" for e in errors)
+    return Command(goto="menu", update={**update, "decisions": changed, "notice": text})
 
 
 def menu(state: PipelineState) -> Command[Literal["revisit", "progress", "verify_sidecar", "answer_question", "menu"]]:
@@ -49,7 +83,7 @@ def menu(state: PipelineState) -> Command[Literal["revisit", "progress", "verify
         choice = match_choice(text, options)
         if choice:
             return "choice", choice
-        if len(text) == 1 and text.upper() in "APFC":
+        if len(text) == 1 and text.upper() in "APFCK":
             raise InvalidAnswer(f"{text.upper()} is not available here: choose {', '.join(o.value for o in options)}.")
         return "question", text
 
@@ -63,6 +97,12 @@ def menu(state: PipelineState) -> Command[Literal["revisit", "progress", "verify
     if payload == "F":
         text = run_preflight_check(state)
         return Command(goto="menu", update={**update, "notice": text, **say(text)})
+    if payload in ("C", "K"):
+        errors = unresolved(state)
+        if payload == "K":
+            return keep_plan(state, errors, update)
+        if errors:  # an invalid plan does not go on to Phase 3 unseen
+            return Command(goto="menu", update={**update, "notice": errors_text(errors)})
     goto = {"A": "revisit", "P": "progress", "C": "verify_sidecar"}[payload]
     return Command(goto=goto, update=update)
 
@@ -126,9 +166,14 @@ def progress_text(state: PipelineState) -> str:
     failed = {r["query_id"] for r in knowledge if r.get("error")} - ok
     lines += ["", f"Knowledge queries: {len(ok)} answered" + (f", {len(failed)} could not be consulted" if failed else "") + "."]
     fields = fields_by_section(state)
-    if {"base_model", "peft"} <= set(fields):
-        lines.append(f"Estimate: {plan(fields).summary}")
-    pitfalls = check_pitfalls(fields, state.get("project"))
+    estimate = try_plan(fields, gpu=from_decisions(state.get("decisions"), state.get("project")).gpu_spec) if {"base_model", "peft"} <= set(fields) else None
+    if estimate is not None:
+        lines.append(f"Estimate: {estimate.summary}")
+    errors = unresolved(state)
+    if errors:
+        lines += ["", errors_text(errors)]
+    open_ids = {(e.section, e.id) for e in errors}
+    pitfalls = [p for p in check_pitfalls(state.get("decisions") or {}, state.get("project")) if (p.section, p.id) not in open_ids]
     if pitfalls:
         lines += ["", "**Pitfalls to keep in mind**"] + [f"- {p.message}" for p in pitfalls]
     if {"base_model", "peft", "hyperparameters"} <= set(fields):

@@ -29,10 +29,10 @@ from agent.model_catalog import find_model
 from agent.nodes.common import after_section, ask_and_parse, retry, say
 from agent.nodes.finish import sidecar_entry
 from agent.nodes.knowledge_stage import run_stage
-from agent.planning.pitfalls import check_pitfalls
+from agent.planning.pitfalls import check_pitfalls, open_errors
 from agent.sections import SECTION_SPECS
 from agent.sections.base import Proposal, SectionInputs, SectionSpec, table
-from agent.sections.parse import gpu_memory
+from agent.planning.constraints import Constraints, read_constraints
 from agent.state import DECISION_IDS, FIELDS_MODELS, SECTION_TITLES, Decision, PipelineState
 
 
@@ -111,23 +111,71 @@ def section_inputs(state: PipelineState, spec: SectionSpec, overrides: dict[str,
     )
 
 
-def gpu_budget_gb(state: PipelineState) -> float | None:
-    texts = [(state.get("section_context") or {}).get(s, "") for s in ("peft", "infrastructure", "base_model")]
-    texts += (state.get("project") or {}).get("constraints", [])
-    for text in texts:
-        found = gpu_memory(text)
-        if found:
-            return found[0] * found[1]
-    return None
+def stated_constraints(state: PipelineState, section: str | None = None) -> Constraints:
+    """What the user stated in every answer so far and the project files; `section`'s answer first."""
+    return read_constraints(state.get("section_context") or {}, state.get("project"), current=section)
 
 
 def section_pitfalls(state: PipelineState, spec: SectionSpec, proposal: Proposal) -> list[dict[str, Any]]:
     confirmed = {s: d["fields"] for s, d in (state.get("decisions") or {}).items() if s != spec.name}
+    stated = stated_constraints(state, spec.name)
     return [
         p.model_dump(mode="json")
-        for p in check_pitfalls({**confirmed, spec.name: proposal.fields}, state.get("project"), gpu_budget_gb(state))
+        for p in check_pitfalls({**confirmed, spec.name: proposal.fields}, state.get("project"), stated=stated)
         if p.section == spec.name
     ]
+
+
+# Fields an option decides: picking another option recomputes them; the user's other edits are kept.
+CHOICE_FIELDS: dict[str, set[str] | None] = {
+    "base_model": None,  # every field comes from the model picked
+    "training_approach": {"approach"},
+    "peft": {"method", "quantization"},
+    "infrastructure": {"platform", "instance_type", "gpu_count", "spot_instances", "estimated_cost"},
+}
+ADAPTER_FIELDS = {"r", "alpha", "dropout", "target_modules"}
+
+
+def edits_kept_on_choice(spec: SectionSpec, edits: dict[str, Any], choice: str) -> dict[str, Any]:
+    if spec.name not in CHOICE_FIELDS:
+        return dict(edits)
+    decided = CHOICE_FIELDS[spec.name]
+    if decided is None:
+        return {}
+    kept = {k: v for k, v in edits.items() if k not in decided}
+    if spec.name == "peft" and choice == "full":
+        kept = {k: v for k, v in kept.items() if k not in ADAPTER_FIELDS}
+    return kept
+
+
+def recorded_edits(state: PipelineState, spec: SectionSpec, fresh: Proposal) -> dict[str, Any]:
+    """On a revisit with the same answer, the recorded values, as edits over the fresh proposal.
+
+    Values that no longer hold after an earlier decision changed (target modules of another
+    model family) are left to the fresh proposal, which then shows the new ones.
+    """
+    recorded = ((state.get("decisions") or {}).get(spec.name) or {})
+    if state.get("revisiting") != spec.name or not recorded:
+        return {}
+    if recorded.get("context", "") != (state.get("section_context") or {}).get(spec.name, ""):
+        return {}  # a new answer: a new proposal
+    edits = {k: v for k, v in (recorded.get("fields") or {}).items() if fresh.fields.get(k) != v}
+    if spec.name == "peft" and "target_modules" in edits:
+        trial = {s: d["fields"] for s, d in (state.get("decisions") or {}).items()}
+        trial["peft"] = {**fresh.fields, **edits}
+        if any(p.id == "target-module-not-in-model" for p in check_pitfalls(trial)):
+            edits.pop("target_modules")
+    if spec.name == "hyperparameters":
+        edits.pop("budget", None)
+        trial = {s: d["fields"] for s, d in (state.get("decisions") or {}).items()}
+        trial["hyperparameters"] = {**fresh.fields, **edits}
+        # Misfits the user kept (acknowledged) stay as recorded; new ones are fitted again.
+        kept = set(recorded.get("warnings_acknowledged") or [])
+        misfit = {"plan-does-not-fit-gpu", "plan-over-time-budget", "plan-over-money-budget"} - kept
+        if any(p.id in misfit for p in check_pitfalls(trial, state.get("project"), stated=stated_constraints(state))):
+            for name in ("batch_size", "gradient_accumulation_steps", "max_length", "num_epochs"):
+                edits.pop(name, None)  # recorded values that no longer fit: the planner fits them again
+    return edits
 
 
 def make_recommend(spec: SectionSpec) -> Callable:
@@ -146,6 +194,12 @@ def make_recommend(spec: SectionSpec) -> Callable:
             return await _read_answer(state, spec, fac, current, overrides)
         inputs = section_inputs(state, spec, overrides)
         proposal = spec.recommend(inputs)
+        if not overrides:
+            pinned = recorded_edits(state, spec, proposal)
+            if pinned:
+                overrides = {"choice": proposal.choice_value, "edits": pinned}
+                proposal = spec.recommend(section_inputs(state, spec, overrides))
+                fac = None  # the recorded values stand; the model proposes only on a new answer
         record: dict[str, Any] = {}
         if fac is not None:
             known = llm_tasks.known_items(state.get("knowledge") or [])
@@ -306,6 +360,8 @@ def make_decide(spec: SectionSpec) -> Callable:
             try:
                 edits = parse_edits(text, spec.fields)
             except InvalidAnswer:
+                if not _names_a_field(text, spec) and read_constraints({spec.name: text}).understood(spec.name):
+                    return "restate", text  # GPUs, budget, volumes or lengths: a corrected answer, read again
                 if online and not _names_a_field(text, spec):
                     return "read", text  # prose: the model reads it, in the recommend node
                 raise
@@ -320,7 +376,11 @@ def make_decide(spec: SectionSpec) -> Callable:
         if action == "read":
             return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": {**overrides, "text": payload}}}})
         if action == "choose":
-            return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": {"choice": payload, "edits": {}}}}})
+            kept = edits_kept_on_choice(spec, overrides.get("edits") or {}, payload)
+            return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": {"choice": payload, "edits": kept}}}})
+        if action == "restate":  # the answer to the section's question, corrected: read it again
+            kept = {k: v for k, v in overrides.items() if k != "text"}
+            return Command(goto=f"{spec.name}_recommend", update={**update, "section_context": {spec.name: payload}, "recommendations": {spec.name: {**current, **shown, "overrides": kept}}})
         if action == "edit":
             new_overrides = {"choice": proposal.choice_value, "edits": payload}
             return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": new_overrides}}})
@@ -381,6 +441,10 @@ def record(
         "recommendations": {spec.name: None},
         **say(f"Recorded **{decision['id'].upper()}**: {decision['choice']}."),
     }
+    stale = [e for e in open_errors({**(state.get("decisions") or {}), spec.name: decision}, state.get("project"), stated_constraints(state))
+             if e.section != spec.name and e.section in (state.get("decisions") or {})]
+    if stale:
+        out["messages"] += say(stale_text(stale))["messages"]
     out["messages"] = update.get("messages", []) + out["messages"]
     if previous is not None and previous != decision:
         out["superseded"] = [{**previous, "superseded_on": ctx.date()}]
@@ -388,6 +452,13 @@ def record(
         out["phase_status"] = "in_progress"
     goto = after_section({**state, "decisions": {**(state.get("decisions") or {}), spec.name: decision}}, spec.name)
     return Command(goto=goto, update=out)
+
+
+def stale_text(errors: list) -> str:
+    """Decisions an edit made invalid: each must be revisited (menu A) or kept before Phase 3."""
+    lines = [f"- **{DECISION_IDS[e.section].upper()} {SECTION_TITLES[e.section]}**: {e.message} Fix: {e.fix}" for e in errors]
+    return ("**These decisions no longer hold with this change** (revisit them with A, or keep them at the menu):\n"
+            + "\n".join(lines))
 
 
 def section_nodes() -> list[tuple[str, Callable, tuple[str, ...]]]:

@@ -15,7 +15,9 @@ from pydantic import BaseModel
 
 from agent.model_catalog import ALL_LINEAR, is_instruction_tuned, valid_module_names
 from agent.planning import gpu as gpus
-from agent.planning.plan import plan, replicated_gb, resolve_model, section_fields
+from agent.planning.constraints import Constraints, from_decisions, gpu_text, source_name
+from agent.planning.fit import fits_gpu, gpu_hours, tradeoffs
+from agent.planning.plan import replicated_gb, resolve_model, section_fields, try_plan
 
 # Sources cited by the rules (finetuning-facts.md and the seed).
 QLORA_PAPER = "Dettmers et al. 2023, QLoRA (arXiv:2305.14314)"
@@ -54,6 +56,7 @@ class _Context:
     f: dict[str, dict]
     project: dict
     gpu_gb: float | None
+    stated: Constraints
 
     def get(self, section: str) -> dict | None:
         return self.f.get(section)
@@ -321,37 +324,88 @@ def _eval_split(c: _Context) -> list[Pitfall]:
 
 
 # ----------------------------------------------------------------- infrastructure and constraints
+def _target_gpu(c: _Context) -> tuple[gpus.GpuSpec | None, str]:
+    """Where the plan runs: the infrastructure decision's GPUs, else the GPUs the user stated."""
+    infra = c.get("infrastructure") or {}
+    if infra:
+        g = gpus.parse_gpu(str(infra.get("instance_type") or ""), infra.get("gpu_count"))
+        if g is not None:
+            return g, "the infrastructure decision"
+    if c.stated.gpu is not None:
+        return c.stated.gpu_spec, source_name(c.stated.gpu.source)
+    if c.gpu_gb:
+        count = int(_num(infra.get("gpu_count")) or 1)
+        return gpus.GpuSpec(card=f"{c.gpu_gb / count:g} GB GPU", memory_gb=c.gpu_gb / count, count=count), "the stated GPU memory"
+    return None, ""
+
+
+def _plan_section(c: _Context) -> str:
+    for section in ("infrastructure", "hyperparameters"):
+        if c.get(section):
+            return section
+    return "peft"
+
+
 @rule
 def _fits_gpu(c: _Context) -> list[Pitfall]:
     if not c.get("base_model") or not c.get("peft"):
         return []
-    infra = c.get("infrastructure") or {}
-    stated_count = int(_num(infra.get("gpu_count")) or 1)
-    if c.gpu_gb:
-        gpu_gb, count, what = float(c.gpu_gb), stated_count, f"{stated_count}x {c.gpu_gb:g} GB GPU"
-    else:
-        g = gpus.parse_gpu(str(infra.get("instance_type") or ""), infra.get("gpu_count")) if infra else None
-        if g is None:
-            return []
-        gpu_gb, count, what = g.memory_gb, g.count, f"{g.count}x {g.card}"
-    try:
-        p = plan(c.f)
-    except ValueError:
-        return []  # not enough to estimate (the plan says why where it is shown)
-    if gpus.fits_in(p.memory.total_gb, gpu_gb, count, replicated_gb(p.memory)):
+    gpu, where = _target_gpu(c)
+    if gpu is None:
         return []
-    need = gpus.gpus_needed(p.memory.total_gb, gpu_gb, replicated_gb(p.memory))
+    p = try_plan(c.f, gpu=gpu)
+    if p is None or fits_gpu(p, gpu, headroom=1.0):
+        return []
+    need = gpus.gpus_needed(p.memory.total_gb, gpu.memory_gb, replicated_gb(p.memory))
+    options = tradeoffs(c.f, gpu)[1:4]
     return [Pitfall(
         id="plan-does-not-fit-gpu",
-        section="infrastructure" if c.get("infrastructure") else "peft",
+        section=_plan_section(c),
         severity="error",
         message=f"the plan needs about {p.memory.total_gb:.0f} GB at its peak ({p.method}, {p.weight_bits}-bit weights, "
-        f"micro-batch {p.memory.inputs['micro_batch']}, {p.memory.inputs['seq_len']} tokens), more than {what} provides.",
-        fix="Use " + (f"{need}x {gpu_gb:g} GB GPUs with FSDP/ZeRO-3, " if need else "")
+        f"micro-batch {p.memory.inputs.get('micro_batch')}, {p.memory.inputs.get('seq_len')} tokens), more than "
+        f"{gpu_text(gpu)} provides ({where}).",
+        fix=("; ".join(options) + ". " if options else "")
+        + "Otherwise use " + (f"{need}x {gpu.memory_gb:g} GB GPUs with FSDP/ZeRO-3, " if need and need > gpu.count else "")
         + "a larger GPU, QLoRA, a smaller micro-batch (raise gradient accumulation) or a shorter max_length.",
         knowledge_ref="Memory components per finetuning-facts.md (weights by precision, optimizer state, activations, CUDA context); "
         "published figures: LLaMA-Factory README hardware table, Unsloth requirements",
     )]
+
+
+@rule
+def _within_budget(c: _Context) -> list[Pitfall]:
+    hours, usd = c.stated.budget_hours, c.stated.budget_usd
+    if not c.get("base_model") or not c.get("peft") or not c.get("hyperparameters") or not (hours or usd):
+        return []
+    gpu, _ = _target_gpu(c)
+    p = try_plan(c.f, gpu=gpu)
+    if p is None or p.hours is None:
+        return []
+    out = []
+    if hours and gpu_hours(p) > float(hours.value) * 1.0001:
+        options = tradeoffs(c.f, gpu, float(hours.value))
+        out.append(Pitfall(
+            id="plan-over-time-budget",
+            section=_plan_section(c),
+            severity="error",
+            message=f"the plan takes about {gpu_hours(p):.1f} GPU hours ({p.gpu_count}x {p.gpu_card}), more than the "
+            f"{float(hours.value):g} GPU hours stated in {source_name(hours.source)}.",
+            fix="; ".join(options[1:4]) or "Fewer epochs, a shorter max_length, fewer examples, or more or faster GPUs.",
+            knowledge_ref=gpus.THROUGHPUT_ASSUMPTIONS[:200],
+        ))
+    cost = p.cost or (p.cost_options[0] if p.cost_options else None)
+    if usd and cost is not None and cost.usd_per_gpu_hour > 0 and cost.total_usd > float(usd.value):
+        out.append(Pitfall(
+            id="plan-over-money-budget",
+            section=_plan_section(c),
+            severity="error",
+            message=f"the plan costs about ${cost.total_usd:,.0f} on {cost.platform_name}, more than the "
+            f"${float(usd.value):,.0f} stated in {source_name(usd.source)}.",
+            fix="Fewer epochs or examples, a shorter max_length, spot instances, or a cheaper platform or GPU.",
+            knowledge_ref=f"GPU prices as of {cost.as_of} ({cost.source})",
+        ))
+    return out
 
 
 _LICENSE_WORDS = {
@@ -430,10 +484,30 @@ def check_pitfalls(
     decisions: dict[str, Any] | None,
     project: dict | None = None,
     gpu_gb: float | None = None,
+    stated: Constraints | None = None,
 ) -> list[Pitfall]:
-    """All pitfalls for the decided sections, errors first, in rule order otherwise."""
-    ctx = _Context(f=section_fields(decisions), project=dict(project or {}), gpu_gb=gpu_gb)
+    """All pitfalls for the decided sections, errors first, in rule order otherwise.
+
+    `stated`: the GPUs and budget the user stated; by default read from what each recorded
+    decision keeps of the user's answer (its `context`) and the project's constraints.
+    """
+    stated = stated if stated is not None else from_decisions(decisions, project)
+    ctx = _Context(f=section_fields(decisions), project=dict(project or {}), gpu_gb=gpu_gb, stated=stated)
     found: list[Pitfall] = []
     for r in RULES:
         found.extend(r(ctx))
     return sorted(found, key=lambda p: p.severity != "error")
+
+
+def open_errors(decisions: dict[str, Any] | None, project: dict | None = None, stated: Constraints | None = None) -> list[Pitfall]:
+    """Errors no recorded decision has acknowledged: each must be revisited or explicitly kept."""
+    decisions = decisions or {}
+    out = []
+    for p in check_pitfalls(decisions, project, stated=stated):
+        if p.severity != "error":
+            continue
+        d = decisions.get(p.section)
+        acknowledged = d.get("warnings_acknowledged") or [] if isinstance(d, dict) else []
+        if p.id not in acknowledged:
+            out.append(p)
+    return out

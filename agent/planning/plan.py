@@ -64,7 +64,7 @@ class Plan(BaseModel):
     gpu_class_gb: int
     gpu_count: int
     gpu_card: str
-    gpu_source: Literal["infrastructure", "recommended"]
+    gpu_source: Literal["infrastructure", "stated", "recommended"]
     fits: bool
     hours: float | None = None
     hours_low: float | None = None
@@ -73,6 +73,14 @@ class Plan(BaseModel):
     cost_options: list[gpus.CostEstimate] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     summary: str
+
+
+def try_plan(decisions: dict[str, Any], **kwargs: Any) -> Plan | None:
+    """`plan`, or None when the decisions are not enough (or not valid enough) to estimate."""
+    try:
+        return plan(decisions, **kwargs)
+    except (ValueError, ArithmeticError, TypeError, KeyError):
+        return None
 
 
 def replicated_gb(est: MemoryEstimate) -> float:
@@ -97,7 +105,7 @@ def _summary(p: Plan) -> str:
         f" {m.breakdown.trainable_params + m.breakdown.gradients + m.breakdown.optimizer_states:.1f} GB,"
         f" activations {m.breakdown.activations:.1f} GB, overhead {m.breakdown.overhead:.1f} GB."
     ]
-    where = f"{p.gpu_count}x {p.gpu_card}" + (" (your infrastructure choice)" if p.gpu_source == "infrastructure" else "")
+    where = f"{p.gpu_count}x {p.gpu_card}" + {"infrastructure": " (your infrastructure choice)", "stated": " (the GPUs you stated)"}.get(p.gpu_source, "")
     if p.fits:
         parts.append(f"That fits {where}" + (", sharded with FSDP/ZeRO-3." if p.gpu_count > 1 else "."))
     else:
@@ -132,8 +140,13 @@ def plan(
     gradient_checkpointing: bool = True,
     prices_path: str | Path | None = None,
     today: date | None = None,
+    gpu: gpus.GpuSpec | None = None,
 ) -> Plan:
-    """Memory, fit, time and cost for the decided sections. Needs base_model and peft."""
+    """Memory, fit, time and cost for the decided sections. Needs base_model and peft.
+
+    Where it runs: the infrastructure decision's GPUs, else `gpu` (the GPUs the user stated), else
+    the smallest layout that holds the job.
+    """
     f = section_fields(decisions)
     base, peft = f.get("base_model"), f.get("peft")
     if not base or not peft:
@@ -183,11 +196,14 @@ def plan(
 
     # Where it runs: the decided infrastructure if we can read its GPU, else a recommendation.
     stated = gpus.parse_gpu(str(infra.get("instance_type") or ""), infra.get("gpu_count")) if infra else None
+    source = "infrastructure"
     if infra and stated is None:
         notes.append(f"could not read a GPU from instance type {infra.get('instance_type')!r}: recommending one")
+    if stated is None and gpu is not None:
+        stated, source = gpu, "stated"
     if stated:
         cls = gpus.gpu_class_for(stated.memory_gb)
-        count, card_name, source = stated.count, stated.card, "infrastructure"
+        count, card_name = stated.count, stated.card
         fits = gpus.fits_in(peak.total_gb, stated.memory_gb, stated.count, rep)
         tflops_card = stated.card if stated.bf16_tflops else None
     else:

@@ -14,6 +14,9 @@ from typing import Any, Callable
 from pydantic import BaseModel, Field
 
 from agent.interview import FormField, Option
+from agent.planning.constraints import Constraints, gpu_text, source_name
+from agent.planning.fit import HEADROOM, Fitting, figure, gpu_hours
+from agent.planning.gpu import GpuSpec
 
 
 class SectionInputs(BaseModel):
@@ -96,3 +99,39 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+def understood_notes(stated: Constraints, section: str) -> list[str]:
+    """What the answer to this section's question was read as, and what it replaced: a misreading shows here."""
+    read = stated.understood(section)
+    if read:
+        notes = ["Understood from your answer: " + "; ".join(read) + ". If that is wrong, answer with the correct figures "
+                 "(for example `two RTX 3090` or `about 10 GPU hours`)."]
+    else:
+        notes = ["Nothing about GPUs, budget, data volume or lengths was read from your answer."]
+    return notes + [f"{r.text}: what you said last wins." for r in stated.overridden if r.source == section]
+
+
+def plan_check_lines(fitting: Fitting, gpu: GpuSpec | None, stated: Constraints) -> list[str]:
+    """The plan's own figures against the stated GPUs and budget, with the changes made to fit."""
+    p = fitting.plan
+    if p is None:
+        return ["Plan check: the decisions so far are not enough to estimate memory and time."]
+    lines = []
+    if gpu is not None and stated.gpu is not None:
+        verdict = "fits" if fitting.fits else "does NOT fit"
+        lines.append(f"Plan check: peak {p.memory.total_gb:.1f} GB {verdict} {gpu_text(gpu)} with {HEADROOM:.0%} headroom "
+                     f"(GPUs from {source_name(stated.gpu.source)}).")
+    else:
+        lines.append(f"Plan check: peak {p.memory.total_gb:.1f} GB; no GPU stated, so it is sized at the infrastructure decision.")
+    if p.hours is not None:
+        line = f"Time: about {gpu_hours(p):.1f} GPU hours ({p.gpu_count}x {p.gpu_card})"
+        if stated.budget_hours is not None:
+            ok = gpu_hours(p) <= float(stated.budget_hours.value) * 1.0001
+            line += f", {'within' if ok else 'OVER'} the {float(stated.budget_hours.value):g} GPU hours from {source_name(stated.budget_hours.source)}"
+        lines.append(line + ".")
+    if fitting.steps:
+        lines.append("Changed to fit: " + "; ".join(fitting.steps) + f" ({fitting.before} before, {figure(p)} after).")
+    if fitting.tradeoffs:
+        lines.append("Nothing within this section's values fits everything you stated; a constraint has to give (see the notes).")
+    return lines

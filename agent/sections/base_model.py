@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from agent.interview import FormField, Option
 from agent.model_catalog import ModelSpec, find_model, load_catalog
+from agent.planning.constraints import gpu_text, read_constraints, source_name
 from agent.sections import parse
-from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from, table
+from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from, table, understood_notes
 
 INTRO = """**A. Model Selection Criteria**
 
@@ -55,11 +56,6 @@ def _fields(m: ModelSpec) -> dict:
     }
 
 
-def _memory_budget_gb(text: str) -> float | None:
-    gpu = parse.gpu_memory(text)
-    return gpu[0] * gpu[1] if gpu else None
-
-
 def _fits_qlora(m: ModelSpec, budget_gb: float) -> bool:
     # Rough QLoRA need: 4-bit weights (~0.6 GB per B with constants) + adapters, activations and context.
     return m.params_b * 0.6 + 4 <= budget_gb
@@ -82,12 +78,15 @@ def recommend(inputs: SectionInputs) -> Proposal:
         candidates = [m for m in candidates if m.params_b <= limit * 1.05]
         reasoning.append(f"Size: at most {limit:g}B parameters, as stated.")
 
-    budget = _memory_budget_gb(constraints_text)
+    stated = read_constraints({**inputs.earlier, "base_model": inputs.context}, inputs.project, current="base_model")
+    gpu = stated.gpu_spec
+    budget = gpu.memory_gb * gpu.count if gpu else None
     if budget:
         fitting = [m for m in candidates if _fits_qlora(m, budget)]
         if fitting:
             candidates = fitting
-        reasoning.append(f"Memory: {budget:g} GB of GPU memory in total; models that cannot train even with QLoRA there are dropped.")
+        reasoning.append(f"Memory: {gpu_text(gpu)} ({source_name(stated.gpu.source)}), {budget:g} GB in total; models that cannot "
+                         "train even with QLoRA there are dropped.")
 
     need_ctx = parse.context_tokens(constraints_text)
     if need_ctx:
@@ -158,6 +157,7 @@ def recommend(inputs: SectionInputs) -> Proposal:
             f"Licence obligations of the {chosen.license_name} apply to the fine-tuned model.",
         ],
         knowledge_items=ids,
+        notes=understood_notes(stated, "base_model"),
     )
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from agent.interview import FormField
 from agent.interview import Option
 from agent.model_catalog import find_model
-from agent.sections import parse
-from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from
+from agent.planning.constraints import read_constraints, source_name
+from agent.planning.fit import MIN_LENGTH, fit_hyperparameters
+from agent.planning.plan import METHOD_NAMES
+from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, plan_check_lines, rationale_from, understood_notes
 
 INTRO = """**A. Key Hyperparameters** (ranges evolve with research)
 
@@ -40,6 +42,25 @@ FIELDS = [
 ]
 
 
+def _lr_default(approach: str, method: str, params_b: float) -> tuple[float, str]:
+    if approach == "dpo":
+        lr = 5e-6 if method != "full" else 5e-7
+        return lr, "TRL and the DPO paper use 1e-6 for full training, Zephyr 5e-7; LoRA-DPO about 5e-6"
+    if method == "full":
+        return (2e-5 if params_b < 30 else 1e-5), "TRL's SFT default is 2e-5; lower for larger models"
+    return (2e-4 if params_b < 30 else 1e-4), "QLoRA paper: 2e-4 up to 13B, 1e-4 for 33B/65B; torchtune uses 3e-4, LLaMA-Factory 1e-4"
+
+
+def _epochs_default(n: int, approach: str) -> int:
+    if approach == "dpo" or n >= 50_000:
+        return 1
+    return 2 if n >= 5_000 else 3
+
+
+def _yours(name: str, edits: dict) -> str:
+    return " (your value)" if name in edits else ""
+
+
 def recommend(inputs: SectionInputs) -> Proposal:
     d = inputs.decisions
     params_b = float(d.get("base_model", {}).get("params_b") or 7)
@@ -49,59 +70,20 @@ def recommend(inputs: SectionInputs) -> Proposal:
     approach = d.get("training_approach", {}).get("approach", "sft")
     data = d.get("training_data", {})
     n = max(data.get("sft_examples") or 0, data.get("dpo_pairs") or 0)
-    reasoning: list[str] = []
+    said = {**inputs.earlier, "hyperparameters": str(inputs.edits.get("budget") or inputs.context)}
+    stated = read_constraints(said, inputs.project, current="hyperparameters")
+    gpu = stated.gpu_spec
 
-    if approach == "dpo":
-        lr = 5e-6 if method != "full" else 5e-7
-        reasoning.append(
-            f"DPO-only: learning rate {lr:g} (TRL and the DPO paper use 1e-6 for full training, Zephyr 5e-7; "
-            "LoRA-DPO about 5e-6)."
-        )
-    elif method == "full":
-        lr = 2e-5 if params_b < 30 else 1e-5
-        reasoning.append(f"Full fine-tuning: {lr:g} (TRL's SFT default is 2e-5; lower for larger models).")
-    else:
-        lr = 2e-4 if params_b < 30 else 1e-4
-        reasoning.append(
-            f"{ {'lora': 'LoRA', 'qlora': 'QLoRA'}.get(method, method)} at {params_b:g}B: {lr:g} (QLoRA paper: 2e-4 up to 13B, 1e-4 for 33B/65B; torchtune uses 3e-4, "
-            "LLaMA-Factory 1e-4)."
-        )
-    if n >= 50_000:
-        epochs = 1
-    elif n >= 5_000:
-        epochs = 2
-    else:
-        epochs = 3
-    if approach == "dpo":
-        epochs = 1
-    reasoning.append(
-        f"Epochs: {epochs} for {n:,} examples (sources disagree: Unsloth 1-3, the seed 2-5; multi-epoch on instruction data "
-        "often overfits): keep early stopping on the validation loss."
-    )
+    lr, lr_why = _lr_default(approach, method, params_b)
     micro = 1 if params_b >= 30 else (2 if method == "qlora" else 4)
     target_effective = 16 if approach != "dpo" else 32
-    accum = max(1, target_effective // micro)
-    reasoning.append(f"Batch: micro-batch {micro} x {accum} accumulation steps = effective {micro * accum} per device.")
-    said = " ".join([inputs.context, *inputs.earlier.values(), *inputs.project.get("constraints", [])])
-    needed = parse.context_tokens(said)
-    if needed:
-        max_len = min(1 << (needed - 1).bit_length(), ctx_len)  # next power of two, within the window
-        reasoning.append(f"Max length {max_len:,} tokens: you expect inputs of about {needed:,} tokens (the model's window is {ctx_len:,}).")
-    else:
-        max_len = min(2048, ctx_len)
-        reasoning.append(f"Max length {max_len:,} tokens (within the model's {ctx_len:,}-token window); measure your data's length distribution.")
-    budget_h = parse.hours(inputs.context)
-    budget_usd = parse.money(inputs.context)
-    if budget_h or budget_usd:
-        reasoning.append(
-            "Budget noted: " + ", ".join(x for x in [f"{budget_h:g} GPU hours" if budget_h else "", f"${budget_usd:,.0f}" if budget_usd else ""] if x)
-            + "; the infrastructure section checks the plan against it."
-        )
+    needed = stated.max_tokens.value if stated.max_tokens else None
+    max_len = min(1 << (int(needed) - 1).bit_length(), ctx_len) if needed else min(2048, ctx_len)
     fields = {
         "learning_rate": lr,
         "batch_size": micro,
-        "gradient_accumulation_steps": accum,
-        "num_epochs": epochs,
+        "gradient_accumulation_steps": max(1, target_effective // micro),
+        "num_epochs": _epochs_default(n, approach),
         "warmup_ratio": 0.03 if approach != "dpo" else 0.1,
         "weight_decay": 0.0 if method != "full" else 0.01,
         "max_length": max_len,
@@ -109,9 +91,40 @@ def recommend(inputs: SectionInputs) -> Proposal:
         "reference_free": False if approach in ("dpo", "combined") else None,
         "budget": inputs.context,
     }
+    fields.update(inputs.edits)
+    budget_h = float(stated.budget_hours.value) if stated.budget_hours else None
+    budget_usd = float(stated.budget_usd.value) if stated.budget_usd else None
+    fitting = None
+    if {"base_model", "peft"} <= set(d):
+        min_len = int(needed) if needed else MIN_LENGTH
+        fitting = fit_hyperparameters(d, fields, gpu, budget_h, budget_usd, fixed=set(inputs.edits), min_length=min(min_len, ctx_len),
+                                      stated_length=int(needed) if needed else None)
+        fields = fitting.hyper
+
+    # The reasoning describes the values proposed, edits included: the record's rationale is taken from it.
+    e = inputs.edits
+    reasoning = [
+        f"Learning rate {fields['learning_rate']:g}{_yours('learning_rate', e)} for {METHOD_NAMES.get(method, method)} at "
+        f"{params_b:g}B{' (DPO)' if approach == 'dpo' else ''}: the published default is {lr:g} ({lr_why}).",
+        f"Epochs: {fields['num_epochs']:g}{_yours('num_epochs', e)} for {n:,} examples (sources disagree: Unsloth 1-3, the seed "
+        "2-5; multi-epoch on instruction data often overfits): keep early stopping on the validation loss.",
+        f"Batch: micro-batch {fields['batch_size']} x {fields['gradient_accumulation_steps']} accumulation steps = effective "
+        f"{int(fields['batch_size']) * int(fields['gradient_accumulation_steps'])} per device.",
+    ]
+    if needed:
+        reasoning.append(f"Max length {int(fields['max_length']):,} tokens{_yours('max_length', e)}: you expect inputs of about "
+                         f"{int(needed):,} tokens ({source_name(stated.max_tokens.source)}; the model's window is {ctx_len:,}).")
+    else:
+        reasoning.append(f"Max length {int(fields['max_length']):,} tokens{_yours('max_length', e)} (within the model's "
+                         f"{ctx_len:,}-token window); measure your data's length distribution.")
     if approach in ("dpo", "combined"):
         reasoning.append("DPO beta 0.1 with a reference model (TRL default, DPO paper); lower beta (0.01) lets the policy move further.")
-    fields.update(inputs.edits)
+    notes = understood_notes(stated, "hyperparameters")
+    if fitting is not None:
+        reasoning += plan_check_lines(fitting, gpu, stated)
+        notes += fitting.tradeoffs
+    elif budget_h or budget_usd:
+        reasoning.append("Budget noted; the plan is checked against it once the base model and PEFT method are decided.")
     cited, ids = knowledge_lines(inputs.knowledge)
     if cited:
         reasoning.append("Knowledge consulted: " + "; ".join(cited))
@@ -126,9 +139,11 @@ def recommend(inputs: SectionInputs) -> Proposal:
         reasoning=reasoning,
         rationale=rationale_from(reasoning, 2),
         options=[Option(value="proposed", label="Proposed values", description=choice)],
-        options_considered=["Published defaults for the method and size", "Values tuned to the data volume and budget"],
-        consequences=["Track training and validation loss and gradient norms; stop early when validation loss rises."],
+        options_considered=["Published defaults for the method and size", "Values fitted to the stated GPUs and budget"],
+        consequences=["Track training and validation loss and gradient norms; stop early when validation loss rises."]
+        + ([f"Plan: {fitting.plan.summary}"] if fitting is not None and fitting.plan is not None else []),
         knowledge_items=ids,
+        notes=notes,
     )
 
 

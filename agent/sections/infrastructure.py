@@ -6,9 +6,11 @@ import re
 
 from agent.interview import FormField, Option
 from agent.planning import gpu as gpus
-from agent.planning.plan import plan
+from agent.planning.constraints import gpu_text, read_constraints, source_name
+from agent.planning.fit import fits_gpu, gpu_hours, tradeoffs, within
+from agent.planning.plan import try_plan
 from agent.sections import parse
-from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines
+from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, understood_notes
 
 INTRO = """**A. Compute Options**
 
@@ -79,10 +81,10 @@ def _tracker(text: str, platform: str) -> tuple[str, str]:
     return "comet", "the knowledge base's reference design uses it"
 
 
-def _instance(key: str, gpu: tuple[int, float] | None, first) -> tuple[str, int]:
-    """An instance type for the platform: the user's own GPUs, or the smallest class that fits."""
-    if key == "local" and gpu:
-        return f"{gpu[1]:g} GB GPU (on premises)", gpu[0]
+def _instance(key: str, gpu: gpus.GpuSpec | None, first) -> tuple[str, int]:
+    """An instance type for the platform: the GPUs the user has or named, or the smallest class that fits."""
+    if gpu is not None:
+        return (gpu.instance or gpu.card), gpu.count
     if first is None:
         return "to be sized", 1
     platform = gpus.match_platform(PLATFORMS[key][0])
@@ -112,14 +114,25 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "project"
 
 
+def _where(key: str, stated, inputs: SectionInputs) -> tuple[gpus.GpuSpec | None, str]:
+    """The GPUs to plan on: named in this answer, or the user's own GPUs when training locally."""
+    if stated.gpu is None:
+        return None, ""
+    if stated.gpu.source == "infrastructure" or key == "local":
+        return stated.gpu_spec, source_name(stated.gpu.source)
+    return None, ""
+
+
 def recommend(inputs: SectionInputs) -> Proposal:
     constraints = " ".join(inputs.project.get("constraints", []))
     key, why_platform = _platform(inputs.context, constraints)
     if inputs.choice in PLATFORMS:
         key, why_platform = inputs.choice, "your choice"
     tracker, why_tracker = _tracker(inputs.context, key)
-    first = plan(inputs.decisions) if {"base_model", "peft"} <= set(inputs.decisions) else None
-    gpu = parse.gpu_memory(inputs.context) or parse.gpu_memory(constraints)
+    stated = read_constraints({**inputs.earlier, "infrastructure": inputs.context}, inputs.project, current="infrastructure")
+    decided = {"base_model", "peft"} <= set(inputs.decisions)
+    first = try_plan(inputs.decisions) if decided else None
+    gpu, gpu_from = _where(key, stated, inputs)
     instance, count = _instance(key, gpu, first)
     spot = key == "sagemaker" or (key == "cloud" and parse.mentions(inputs.context, "spot", "cheap", "budget", "cost"))
     name = inputs.project.get("name", "project")
@@ -135,7 +148,7 @@ def recommend(inputs: SectionInputs) -> Proposal:
         "estimated_cost": "",
     }
     fields.update(inputs.edits)
-    sized = plan({**inputs.decisions, "infrastructure": fields}) if first else None
+    sized = try_plan({**inputs.decisions, "infrastructure": fields}) if decided else None
     if "estimated_cost" not in inputs.edits:
         fields["estimated_cost"] = _cost_line(sized)
     reasoning = [
@@ -143,6 +156,21 @@ def recommend(inputs: SectionInputs) -> Proposal:
         f"Sizing: {sized.summary}" if sized else "Sizing: decide the base model and PEFT method first for an estimate.",
         f"Tracking: {fields['tracking_tool']}, because {why_tracker}.",
     ]
+    if gpu is not None:
+        reasoning.insert(1, f"GPUs: {gpu_text(gpu)}, from {gpu_from}.")
+    notes = understood_notes(stated, "infrastructure")
+    if sized is not None:
+        where = gpus.parse_gpu(str(fields["instance_type"]), fields.get("gpu_count"))
+        budget_h = float(stated.budget_hours.value) if stated.budget_hours else None
+        budget_usd = float(stated.budget_usd.value) if stated.budget_usd else None
+        ok_memory = fits_gpu(sized, where) if where is not None else sized.fits
+        ok_budget = within(sized, budget_h, budget_usd)
+        if budget_h and sized.hours is not None:
+            reasoning.append(f"Time: about {gpu_hours(sized):.1f} GPU hours, {'within' if ok_budget else 'OVER'} the {budget_h:g} "
+                             f"GPU hours from {source_name(stated.budget_hours.source)}.")
+        if ok_memory is False or ok_budget is False:
+            reasoning.append("This plan does not fit what you stated; a constraint has to give (see the notes).")
+            notes += tradeoffs({**inputs.decisions, "infrastructure": fields}, where, budget_h, budget_usd)
     if fields["spot_instances"]:
         reasoning.append("Spot instances cut cost; checkpoint often (every few hundred steps) so an interruption loses little.")
     cited, ids = knowledge_lines(inputs.knowledge)
@@ -153,11 +181,12 @@ def recommend(inputs: SectionInputs) -> Proposal:
         choice=f"{fields['platform']} ({fields['gpu_count']}x {fields['instance_type']}) with {fields['tracking_tool']}",
         fields=fields,
         reasoning=reasoning,
-        rationale=f"{reasoning[0]} {reasoning[2]}",
+        rationale=f"{reasoning[0]} {next(r for r in reasoning if r.startswith('Tracking:'))}",
         options=[Option(value=k, label=v[0], description=v[1]) for k, v in PLATFORMS.items()],
         options_considered=[v[0] for v in PLATFORMS.values()],
         consequences=[f"Estimated cost: {fields['estimated_cost'] or 'not estimated'}.", f"Runs are logged to {fields['tracking_tool']} project '{fields['project']}'."],
         knowledge_items=ids,
+        notes=notes,
     )
 
 

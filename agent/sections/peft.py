@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from agent.interview import FormField, Option
 from agent.model_catalog import find_model, target_modules
-from agent.planning.memory import estimate_memory
+from agent.planning.constraints import gpu_text, read_constraints, source_name
+from agent.planning.fit import HEADROOM, fits_gpu, tradeoffs
+from agent.planning.plan import try_plan
 from agent.sections import parse
-from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from
+from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from, understood_notes
 
 INTRO = """**A. PEFT Method Selection**
 
@@ -50,16 +52,19 @@ FIELDS = [
     FormField(name="target_modules", label="Target modules", type="list"),
 ]
 
-_BITS = {"full": 16, "lora": 16, "qlora": 4}
-_OPTIMIZER = {"full": "adamw", "lora": "adamw", "qlora": "paged_adamw_8bit"}
+def _candidate(method: str, rank: int, modules: list[str]) -> dict:
+    return {"method": method, "quantization": "4bit" if method == "qlora" else "none", "r": None if method == "full" else rank,
+            "alpha": None if method == "full" else rank * 2, "dropout": None if method == "full" else 0.05,
+            "target_modules": [] if method == "full" else modules}
 
 
-def memory_gb(method: str, params_b: float, rank: int, shape=None) -> float:
-    est = estimate_memory(
-        params_b=params_b, method=method, weight_bits=_BITS[method], lora_rank=rank, seq_len=2048,
-        micro_batch=1, gradient_checkpointing=True, optimizer=_OPTIMIZER[method], shape=shape,
-    )
-    return est.total_gb
+def _assumed_hyper(inputs: SectionInputs, stated, context: int) -> dict:
+    """The training shape memory is sized at: the recorded hyperparameters, else micro-batch 1 at the stated length."""
+    recorded = inputs.decisions.get("hyperparameters")
+    if recorded:
+        return dict(recorded)
+    length = int(stated.max_tokens.value) if stated.max_tokens else 2048
+    return {"batch_size": 1, "gradient_accumulation_steps": 16, "max_length": min(max(length, 256), context), "num_epochs": 1}
 
 
 def recommend(inputs: SectionInputs) -> Proposal:
@@ -67,26 +72,35 @@ def recommend(inputs: SectionInputs) -> Proposal:
     spec = find_model(base.get("model_id", "")) or find_model(base.get("name", ""))
     params_b = float(base.get("params_b") or (spec.params_b if spec else 7))
     family = base.get("family") or (spec.family if spec else "llama")
+    context = int(base.get("context_length") or (spec.context_length if spec else 4096))
     text = " ".join([inputs.context, *inputs.project.get("constraints", [])])
-    gpu = parse.gpu_memory(inputs.context) or parse.gpu_memory(" ".join(inputs.project.get("constraints", [])))
-    budget = gpu[0] * gpu[1] if gpu else None
-    rank = 16
-    need = {m: memory_gb(m, params_b, rank, spec) for m in METHODS}
+    stated = read_constraints({**inputs.earlier, "peft": inputs.context}, inputs.project, current="peft")
+    gpu = stated.gpu_spec
+    rank = int(inputs.edits.get("r") or 16)
+    modules = target_modules(family) or {"attention": ["q_proj", "v_proj", "k_proj", "o_proj"], "all_linear": ["q_proj", "k_proj", "v_proj", "o_proj"], "note": ""}
+    hyper = _assumed_hyper(inputs, stated, context)
+    base_fields = base or {"model_id": "model", "params_b": params_b}
+    plans = {m: try_plan({**inputs.decisions, "base_model": base_fields, "peft": _candidate(m, rank, list(modules["all_linear"])),
+                          "hyperparameters": hyper}, gpu=gpu) for m in METHODS}
+    need = {m: (p.memory.total_gb if p is not None else 0.0) for m, p in plans.items()}
+    stages = "SFT and DPO" if inputs.decisions.get("training_approach", {}).get("approach") == "combined" else "the training stage"
     reasoning = [
-        f"Estimated training memory for {params_b:g}B at 2,048 tokens, micro-batch 1, gradient checkpointing: "
+        f"Estimated peak training memory for {params_b:g}B ({stages}) at {int(hyper.get('max_length') or 2048):,} tokens, "
+        f"micro-batch {hyper.get('batch_size', 1)}, gradient checkpointing: "
         + ", ".join(f"{METHODS[m][0]} ≈ {need[m]:.0f} GB" for m in METHODS) + "."
     ]
-    if budget:
-        reasoning.append(f"Available: {gpu[0]} x {gpu[1]:g} GB = {budget:g} GB.")
-        if params_b <= 3 and need["full"] <= budget:
+    fits = {m: fits_gpu(p, gpu) for m, p in plans.items()}
+    if gpu is not None:
+        reasoning.append(f"Available: {gpu_text(gpu)}, {HEADROOM:.0%} of it planned for (from {source_name(stated.gpu.source)}).")
+        if params_b <= 3 and fits["full"]:
             method = "full"
             reasoning.append("The model is small and full fine-tuning fits: train every weight.")
-        elif need["lora"] <= budget * 0.9:
+        elif fits["lora"]:
             method = "lora"
             reasoning.append("LoRA on a 16-bit base fits with headroom, and trains faster than QLoRA: memory is not the binding constraint.")
         else:
             method = "qlora"
-            reasoning.append("LoRA on a 16-bit base does not fit with headroom; QLoRA (4-bit NF4 base) makes memory the solved constraint.")
+            reasoning.append("LoRA on a 16-bit base does not fit with headroom; QLoRA (4-bit NF4 base) cuts the weights to about a quarter.")
     else:
         method = "qlora" if params_b >= 30 else "lora"
         reasoning.append("No GPU memory stated; " + ("at 30B+ QLoRA is the safe default." if method == "qlora" else "LoRA is the default below 30B; QLoRA if memory turns out tight."))
@@ -95,16 +109,14 @@ def recommend(inputs: SectionInputs) -> Proposal:
         reasoning.append("You mention quantization: QLoRA it is.")
     if inputs.choice in METHODS:
         method = inputs.choice
-    modules = target_modules(family) or {"attention": ["q_proj", "v_proj", "k_proj", "o_proj"], "all_linear": ["q_proj", "k_proj", "v_proj", "o_proj"], "note": ""}
-    fields = {
-        "method": method,
-        "quantization": "4bit" if method == "qlora" else "none",
-        "r": None if method == "full" else rank,
-        "alpha": None if method == "full" else rank * 2,
-        "dropout": None if method == "full" else 0.05,
-        "target_modules": list(modules["all_linear"]) if method != "full" else [],
-    }
+    fields = _candidate(method, rank, list(modules["all_linear"]))
     fields.update(inputs.edits)
+    notes = understood_notes(stated, "peft")
+    chosen = try_plan({**inputs.decisions, "base_model": base_fields, "peft": fields, "hyperparameters": hyper}, gpu=gpu)
+    if gpu is not None and chosen is not None and not fits_gpu(chosen, gpu):
+        reasoning.append(f"{METHODS.get(fields['method'], (fields['method'],))[0]} needs about {chosen.memory.total_gb:.0f} GB: it does NOT fit "
+                         f"{gpu_text(gpu)}; a constraint has to give (see the notes).")
+        notes += tradeoffs({**inputs.decisions, "base_model": base_fields, "peft": fields, "hyperparameters": hyper}, gpu)
     if fields["method"] != "full":
         reasoning.append(
             f"r={fields['r']}, alpha={fields['alpha']} (the alpha = 2r heuristic), dropout {fields['dropout']}: a middle "
@@ -130,11 +142,14 @@ def recommend(inputs: SectionInputs) -> Proposal:
         options=[Option(value=k, label=v[0], description=f"{v[1]} (≈{need[k]:.0f} GB)") for k, v in METHODS.items()],
         options_considered=[f"{v[0]} (≈{need[k]:.0f} GB)" for k, v in METHODS.items()],
         consequences=[
-            f"Peak training memory about {need.get(fields['method'], 0):.0f} GB under the stated assumptions.",
+            f"Peak training memory about {chosen.memory.total_gb if chosen else need.get(fields['method'], 0):.0f} GB at "
+            f"{int(hyper.get('max_length') or 2048):,} tokens, micro-batch {hyper.get('batch_size', 1)}; the hyperparameters "
+            "decision sets the final figure (see the plan estimate in the spec).",
             "Adapters are small files to version; merge them into the base for serving or load them at run time."
             if fields["method"] != "full" else "A full copy of the weights per checkpoint.",
         ],
         knowledge_items=ids,
+        notes=notes,
     )
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from agent.interview import FormField, Option
 from agent.sections import parse
-from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from
+from agent.planning.constraints import read_constraints
+from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from, understood_notes
 
 INTRO = """**A. SFT (Supervised Fine-Tuning)**: teaches the model to follow instructions using example pairs.
 
@@ -92,6 +93,7 @@ def recommend(inputs: SectionInputs) -> Proposal:
         options_considered=[v[0] for v in APPROACHES.values()],
         consequences=consequences + [f"Needs: {need}."],
         knowledge_items=ids,
+        notes=understood_notes(read_constraints({**inputs.earlier, "training_approach": text}, inputs.project, current="training_approach"), "training_approach"),
     )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from agent.interview import FormField, Option
+from agent.planning.constraints import read_constraints
+from agent.planning.reading import DPO_UNITS, SFT_UNITS, data_issues, share
 from agent.sections import parse
-from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from
+from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from, understood_notes
 
 INTRO = """**A. Data Requirements**
 
@@ -38,10 +40,6 @@ CHECKS = {
     "no_pii": ("pii", "anonymi", "redact", "scrubbed", "pseudonymi", "masked"),
 }
 
-SFT_UNITS = ("example", "pair", "conversation", "chat", "ticket", "sample", "instruction", "draft", "dialog", "record",
-             "row", "email", "message", "transcript", "summar", "document", "report", "q&a", "question")
-DPO_UNITS = ("preference", "chosen", "rejected", "comparison", "ranked", "rating")
-
 FIELDS = [
     FormField(name="source", label="Source", type="string", description="Where the data comes from and how it was collected"),
     FormField(name="sft_examples", label="SFT examples", type="integer", required=False),
@@ -51,6 +49,21 @@ FIELDS = [
     FormField(name="train_path", label="Train data path", type="string"),
     FormField(name="eval_path", label="Eval data path", type="string"),
 ]
+
+
+ISSUE_ACTIONS = {
+    "quality": "Quality: \"{words}\"{share}: filter or rewrite those examples before training (human review, or score them "
+               "with a judge model and keep the best); the model learns whatever the replies do.",
+    "no_pii": "PII: \"{words}\": redact or pseudonymise it before training (a fine-tuned model can reproduce training text).",
+    "consistency": "Consistency: \"{words}\": normalise to one format and style first.",
+    "no_contamination": "Contamination: \"{words}\": deduplicate and keep the evaluation set apart.",
+    "diversity": "Diversity: \"{words}\": add examples for the use cases that are missing.",
+}
+
+
+def _share(text: str) -> str:
+    part = share(text)
+    return f" (about {part:.0%} of the data)" if part else ""
 
 
 def below_minimums(fields: dict, approach: str) -> list[str]:
@@ -85,7 +98,8 @@ def recommend(inputs: SectionInputs) -> Proposal:
         dpo = None
     elif approach == "dpo" and dpo is None:
         dpo, sft = sft, None
-    checks = [name for name, words in CHECKS.items() if parse.mentions(text, *words)]
+    issues = data_issues(text)  # "30% of replies are low quality" reports a problem, not a check done
+    checks = [name for name, words in CHECKS.items() if parse.mentions(text, *words) and name not in issues]
     fields = {
         "source": text or "Not described",
         "sft_examples": sft,
@@ -108,8 +122,13 @@ def recommend(inputs: SectionInputs) -> Proposal:
         reasoning.append("Quality checks already covered: " + ", ".join(fields["quality_checks"]) + ".")
     if missing:
         reasoning.append("Still to plan from the checklist: " + ", ".join(missing) + ".")
+    problems = [ISSUE_ACTIONS.get(check, "plan a fix before training").format(words=words, share=_share(text))
+                for check, words in issues.items()]
+    if problems:
+        reasoning.insert(1, "Issues you reported: " + " ".join(problems))
     reasoning.append(f"Hold out {fields['eval_split']:.0%} for validation so overfitting shows during training.")
-    notes = below_minimums(fields, approach)
+    stated = read_constraints({**inputs.earlier, "training_data": text}, inputs.project, current="training_data")
+    notes = understood_notes(stated, "training_data") + below_minimums(fields, approach)
     cited, ids = knowledge_lines(inputs.knowledge)
     if cited:
         reasoning.append("Knowledge consulted: " + "; ".join(cited))
@@ -122,7 +141,7 @@ def recommend(inputs: SectionInputs) -> Proposal:
         rationale=rationale_from(reasoning, 2),
         options=[Option(value="as-described", label="Data as described", description="Counts and checks read from your answer")],
         options_considered=["Use existing data as described", "Collect or synthesize more data first"],
-        consequences=[f"Data format: {fmt}.", *[n for n in notes if "below" in n]],
+        consequences=[f"Data format: {fmt}.", *problems, *[n for n in notes if "below" in n]],
         knowledge_items=ids,
         notes=notes,
     )
