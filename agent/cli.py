@@ -157,8 +157,10 @@ def _session_modules() -> tuple[Any, Any, Any, Any]:
 async def chat(args: argparse.Namespace) -> int:
     from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
     from agent.lock import ProjectLock
+    from agent.prompts import preload
     from agent.sidecar import ProjectError, load_sidecar
 
+    preload()  # missing or broken prompts stop the chat here, before the project is touched
     # Absolute from the start: the run works on this folder wherever its checkpoint was made.
     project = Path(args.project).expanduser().absolute()
     try:

@@ -10,7 +10,7 @@ from langgraph.config import get_config
 from langgraph.types import Command
 
 from agent.interview import InvalidAnswer, Question, ask, describe, from_decisions, message_text, question_message
-from agent.sanitize import sanitize_data
+from agent.sanitize import sanitize, sanitize_data
 from agent.state import SECTIONS, PipelineState
 
 
@@ -45,7 +45,7 @@ def ask_and_parse(
         "errors": {question.question_id: error},
         "answers": [{"question_id": question.question_id, "answer": _keepable(answer), "accepted": error is None, "error": error}],
         # The answer in the chat, unless it was typed there.
-        "messages": [HumanMessage(content=_as_text(answer))] if typed is None else [],
+        "messages": [HumanMessage(content=sanitize(_as_text(answer)))] if typed is None else [],
     }
 
 
