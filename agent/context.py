@@ -8,9 +8,7 @@ configuration, and can be injected directly by tests and the terminal.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -19,6 +17,7 @@ from pydantic.json_schema import SkipJsonSchema
 # Imported with the graph, not inside knowledge_client(): that runs in async nodes, and a first
 # import there reads files on the API server's event loop (the dev server rejects blocking calls).
 from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
+from agent.loop_cache import LoopCache, running_loop
 
 
 @dataclass
@@ -43,11 +42,9 @@ class Context:
         return self.today or dt.date.today().isoformat()
 
 
-# A client's MCP session (for stdio, its child process) belongs to the event loop that opened it, and
-# the API server may run graphs on several loops (BG_JOB_ISOLATED_LOOPS): so one client per loop and
-# configuration. A client moved between loops would drop its session and start another child each time.
-_shared_clients: dict[tuple, tuple[asyncio.AbstractEventLoop | None, KnowledgeClient]] = {}
-_shared_lock = threading.Lock()  # graphs on different loops run in different threads
+# A client's MCP session (for stdio, its child process) belongs to the event loop that opened it:
+# a client moved between loops would drop its session and start another child each time.
+_shared_clients = LoopCache()
 
 
 def knowledge_client(ctx: Context | None) -> KnowledgeClient:
@@ -57,24 +54,9 @@ def knowledge_client(ctx: Context | None) -> KnowledgeClient:
     config = KnowledgeConfig.load()
     if ctx is not None and ctx.knowledge_url:
         config = config.model_copy(update={"url": ctx.knowledge_url, "transport": ctx.knowledge_transport or "streamable_http"})
-    try:
-        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    key = (id(loop), config.transport, config.url)
-    with _shared_lock:
-        for k in [k for k, (lp, _) in _shared_clients.items() if lp is not None and lp.is_closed()]:
-            del _shared_clients[k]  # its session ended with its loop
-        if key not in _shared_clients:  # the entry holds its loop, so the id is not reused meanwhile
-            _shared_clients[key] = (loop, KnowledgeClient(config))
-        return _shared_clients[key][1]
-
-
-def chat_model(ctx: Context | None) -> Any:
-    """The run's chat model (a BaseChatModel), or None for the offline path; see agent.llm."""
-    from agent.llm import resolve_chat_model  # agent.llm imports this module
-
-    return resolve_chat_model(ctx)
+    loop, key = running_loop(), (config.transport, config.url)
+    client = _shared_clients.get(loop, key)
+    return client if client is not None else _shared_clients.put(loop, key, KnowledgeClient(config))
 
 
 def get_context(runtime: Any) -> Context:

@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from agent import llm, offline
-from agent.context import Context, chat_model
+from agent.context import Context
 from agent.knowledge.models import QueryRecord
+from agent.llm import resolve_chat_model as chat_model
 from agent.llm import context_from_args, mode_description, prompt_chars, summarize_usage, usage_line
 from agent.nodes.knowledge_stage import synthesize
 from agent.nodes.menu import answer_question, progress_text
@@ -27,7 +28,7 @@ from agent.sections.base import Proposal
 from agent.state import SECTIONS, PipelineState, _sum_counts
 from tests.conftest import SHARED
 from tests.driver import HAPPY, TODAY, Session, answer_from
-from tests.llm_fakes import Delay, ToolFakeChatModel, canned, first_prompt, http_error, malformed_call, recommendation_args, text_reply, tool_call
+from evals.llm_fakes import Delay, ToolFakeChatModel, canned, first_prompt, http_error, malformed_call, recommendation_args, text_reply, tool_call
 
 KNOWN = "kb-5f1c2a9e-lora-rank"
 OTHER = "kb-77aa01b3-sft-dpo"
