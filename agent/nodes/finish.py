@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from agent import sidecar
-from agent.artifacts.writer import write_phase_artifacts, write_skip_artifacts
+from agent.artifacts.writer import write_skip_artifacts
+from agent.decisions import sidecar_entry, write_phase
 from agent.nodes.common import say
-from agent.planning.plan import plan
-from agent.planning.pitfalls import check_pitfalls
 from agent.state import DECISION_IDS, PipelineState
 
 NEXT_STEP = {
@@ -28,26 +27,8 @@ PHASE_PAGES = [
 ]
 
 
-def fields_by_section(state: PipelineState) -> dict[str, dict]:
-    return {s: d["fields"] for s, d in (state.get("decisions") or {}).items()}
-
-
 def write_artifacts(state: PipelineState) -> dict[str, Any]:
-    """Seed sections 9-11: spec, config template, decision log, project spec, sidecar."""
-    decisions = state.get("decisions") or {}
-    fields = fields_by_section(state)
-    pitfalls = [p.model_dump(mode="json") for p in check_pitfalls(fields, state.get("project"))]
-    summary = plan(fields).summary if {"base_model", "peft"} <= set(fields) else None
-    written = write_phase_artifacts(
-        state["project_dir"],
-        decisions,
-        state.get("superseded") or [],
-        state.get("knowledge") or [],
-        state.get("project") or {},
-        pitfalls=pitfalls,
-        estimate_summary=summary,
-    )
-    sidecar.mark_phase_complete(state["project_dir"])
+    written = write_phase(state)
     text = "Phase 2 artifacts written:\n" + "\n".join(f"- `{p}`" for p in written)
     return {"artifacts": written, "phase_status": "complete", "revisiting": None, **say(text)}
 
@@ -94,13 +75,3 @@ def handoff(state: PipelineState) -> dict[str, Any]:
     )
     return {"handoff": dict(NEXT_STEP), **say(text)}
 
-
-def sidecar_entry(decision: dict[str, Any]) -> dict[str, Any]:
-    """The sidecar's decisions entry for a TP decision; our structured record under `training_pipeline`."""
-    return {
-        "id": decision["id"],
-        "choice": decision["choice"],
-        "rationale": decision["rationale"],
-        "knowledge_ref": decision["knowledge_refs"][0] if decision.get("knowledge_refs") else "",
-        "training_pipeline": decision,
-    }

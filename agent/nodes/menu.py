@@ -9,10 +9,10 @@ from langgraph.types import Command
 
 from agent import llm_tasks, offline
 from agent.context import Context, get_context, knowledge_client
+from agent.decisions import fields_by_section, write_phase
 from agent.interview import InvalidAnswer, Option, Question, clean_text, match_choice, parse_choice
 from agent.llm import Facilitator, usage_line
 from agent.nodes.common import ask_and_parse, retry, say
-from agent.nodes.finish import fields_by_section, write_artifacts
 from agent.planning.plan import plan
 from agent.planning.pitfalls import check_pitfalls
 from agent.sections.base import table
@@ -76,7 +76,7 @@ def run_preflight_check(state: PipelineState) -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         output = f"pre-flight could not run: {exc}"
     if state.get("phase_status") == "complete":
-        write_artifacts(state)  # the spec's exit criteria carry the outcome
+        write_phase(state)  # the spec's exit criteria carry the outcome
     status, line = preflight_outcome(state)
     tail = "\n".join(output.splitlines()[-12:])
     return f"**{line}**\n\n```\n{tail}\n```"
