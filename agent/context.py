@@ -22,17 +22,17 @@ from agent.loop_cache import LoopCache, running_loop
 
 @dataclass
 class Context:
-    offline: bool = True
-    model: str | None = None
-    base_url: str | None = None
-    knowledge_url: str | None = None
-    knowledge_transport: str | None = None
-    today: str | None = None  # ISO date stamped on decisions; fixed by evals for stable bytes
+    offline: bool = field(default=True, metadata={"description": "Run without a language model: the rules-based facilitator only."})
+    model: str | None = field(default=None, metadata={"description": "Chat model name at the endpoint (default: $TRAINING_PIPELINE_MODEL, else gpt-4o-mini)."})
+    base_url: str | None = field(default=None, metadata={"description": "OpenAI-compatible endpoint URL (default: $OPENAI_BASE_URL, else OpenAI)."})
+    knowledge_url: str | None = field(default=None, metadata={"description": "Knowledge MCP server URL; unset: the configured server, else the embedded one over stdio."})
+    knowledge_transport: str | None = field(default=None, metadata={"description": "Transport for knowledge_url: streamable_http (default) or sse."})
+    today: str | None = field(default=None, metadata={"description": "ISO date stamped on decisions (default: today); fixed by evals for stable bytes."})
     # Model calls: attempts after the first on timeouts/429/5xx, the first backoff in seconds
     # (doubled each time), and the per-call timeout. Tests set the backoff to 0.
-    llm_retries: int = 2
-    llm_backoff: float = 0.5
-    llm_timeout: float = 60.0
+    llm_retries: int = field(default=2, metadata={"description": "Model call retries after the first attempt, on timeouts, 429 and 5xx."})
+    llm_backoff: float = field(default=0.5, metadata={"description": "Seconds before the first retry of a model call; doubled each time."})
+    llm_timeout: float = field(default=60.0, metadata={"description": "Seconds one model call may take."})
     # Injected services (not JSON): when unset, resolved from the settings above.
     # Objects, not settings: hidden from the JSON schema Studio turns into a form.
     knowledge_client: Annotated[Any, SkipJsonSchema()] = field(default=None, repr=False)
