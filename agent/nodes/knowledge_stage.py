@@ -12,7 +12,7 @@ from agent.context import Context, get_context
 from agent.interview import Option, Question, parse_choice
 from agent.knowledge.stages import run_stage, section_records
 from agent.llm import Facilitator
-from agent.nodes.common import ask_and_parse, first_open, retry, say
+from agent.nodes.common import SectionNode, ask_and_parse, first_open, retry, say
 from agent.state import SECTIONS, PipelineState
 
 CONSULT_STAGE = "consult_knowledge"
@@ -82,7 +82,7 @@ def consult_retry(state: PipelineState) -> Command[Literal["consult_knowledge", 
     return Command(goto="synthesize", update={**update, "notices": [notice]})
 
 
-async def synthesize(state: PipelineState, runtime: Runtime[Context]) -> Command:
+async def synthesize(state: PipelineState, runtime: Runtime[Context]) -> Command[Literal[SectionNode, "write_artifacts"]]:
     """Section 2: the model's synthesis when there is a model and something to synthesize, else the quoted items."""
     records = section_records(state, CONSULT_STAGE)
     text, insights = offline.synthesize(records)

@@ -12,7 +12,7 @@ from agent.context import Context, get_context, knowledge_client
 from agent.decisions import fields_by_section, write_phase
 from agent.interview import InvalidAnswer, Option, Question, clean_text, match_choice, parse_choice
 from agent.llm import Facilitator, usage_line
-from agent.nodes.common import ask_and_parse, retry, say
+from agent.nodes.common import SectionNode, ask_and_parse, retry, say
 from agent.planning.plan import plan
 from agent.planning.pitfalls import check_pitfalls
 from agent.sections.base import table
@@ -89,7 +89,7 @@ def preflight_outcome(state: PipelineState) -> tuple[str, str]:
     return outcome(load_report(state.get("project_dir") or "."), fingerprint(state.get("decisions") or {}))
 
 
-def revisit(state: PipelineState) -> Command:
+def revisit(state: PipelineState) -> Command[Literal[SectionNode, "revisit"]]:
     decisions = state.get("decisions") or {}
     options = [
         Option(value=s, label=f"{DECISION_IDS[s].upper()} {SECTION_TITLES[s]}", description=decisions[s]["choice"])
