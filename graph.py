@@ -30,32 +30,33 @@ from agent.nodes.menu import answer_question, menu, progress, revisit
 from agent.nodes.project import ask_architecture, check_skip, load_project
 from agent.nodes.sections import section_nodes
 from agent.nodes.sync_forms import add_sync_forms
-from agent.state import SECTIONS, PipelineInput, PipelineState
+from agent.state import PipelineInput, PipelineState
 
 builder = StateGraph(PipelineState, context_schema=Context, input_schema=PipelineInput)
 
 # Seed: skip handling, sections 1 and 2.
 # load_project goes back to the question a thread was waiting at (a chat message answers it), or
 # ends with a reply when a chat has not named a usable project folder.
-QUESTION_NODES = ("ask_architecture", "consult_retry", *(f"{s}_{q}" for s in SECTIONS for q in ("ask", "decide")), "menu", "revisit")
-builder.add_node("load_project", load_project, destinations=("check_skip", *QUESTION_NODES, END))
+builder.add_node("load_project", load_project)
 # A restarted thread that had the welcome and the knowledge stage goes on with its open sections.
-builder.add_node("check_skip", check_skip, destinations=("ask_architecture", "write_skip_record", "welcome", "menu", *SECTIONS, "write_artifacts"))
+builder.add_node("check_skip", check_skip)
 builder.add_node("ask_architecture", ask_architecture)
 builder.add_node("write_skip_record", write_skip_record)
 builder.add_node("welcome", welcome)
 builder.add_node("consult_knowledge", consult_knowledge)
 builder.add_node("consult_retry", consult_retry)
-builder.add_node("synthesize", synthesize, destinations=(*SECTIONS, "write_artifacts"))
+builder.add_node("synthesize", synthesize)
 
 # Seed sections 3 to 8: four nodes per decision (see agent/nodes/sections.py).
+# Every other node names where it may go in its `Command[Literal[...]]` return annotation; these are
+# made by a factory per section, whose targets depend on the section, so they pass `destinations=`.
 for name, node, destinations in section_nodes():
     builder.add_node(name, node, destinations=destinations)
 
 # Seed sections 9 to 12: artifacts, sidecar, the menu, and the hand-off.
 builder.add_node("write_artifacts", write_artifacts)
 builder.add_node("menu", menu)
-builder.add_node("revisit", revisit, destinations=(*SECTIONS, "revisit"))
+builder.add_node("revisit", revisit)
 builder.add_node("progress", progress)
 builder.add_node("answer_question", answer_question)
 builder.add_node("verify_sidecar", verify_sidecar)

@@ -8,9 +8,7 @@ configuration, and can be injected directly by tests and the terminal.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,27 +19,26 @@ from pydantic.json_schema import SkipJsonSchema
 # Imported with the graph, not inside knowledge_client(): that runs in async nodes, and a first
 # import there reads files on the API server's event loop (the dev server rejects blocking calls).
 from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
+from agent.loop_cache import LoopCache, running_loop
 from agent.sidecar import ProjectError
 
 
 @dataclass
 class Context:
-    # The project folder this run works on. The terminal always sets it (--project); over the
-    # API it is optional: a run without it works on the folder its thread was started with.
-    project_dir: str | None = None
+    project_dir: str | None = field(default=None, metadata={"description": "The project folder this run works on (the terminal always sets it); unset over the API: the folder the thread was started with."})
     # One rule for every entry point (terminal, API server, Python): a configured OPENAI_API_KEY
     # means model mode unless offline is asked for (True). None and False both follow the key.
-    offline: bool | None = None
-    model: str | None = None
-    base_url: str | None = None
-    knowledge_url: str | None = None
-    knowledge_transport: str | None = None
-    today: str | None = None  # ISO date stamped on decisions; fixed by evals for stable bytes
+    offline: bool | None = field(default=None, metadata={"description": "true: run without a language model (the rules only). Unset or false: a model when OPENAI_API_KEY is set."})
+    model: str | None = field(default=None, metadata={"description": "Chat model name at the endpoint (default: $TRAINING_PIPELINE_MODEL, else gpt-4o-mini)."})
+    base_url: str | None = field(default=None, metadata={"description": "OpenAI-compatible endpoint URL (default: $OPENAI_BASE_URL, else OpenAI)."})
+    knowledge_url: str | None = field(default=None, metadata={"description": "Knowledge MCP server URL; unset: the configured server, else the embedded one over stdio."})
+    knowledge_transport: str | None = field(default=None, metadata={"description": "Transport for knowledge_url: streamable_http (default) or sse."})
+    today: str | None = field(default=None, metadata={"description": "ISO date stamped on decisions (default: today); fixed by evals for stable bytes."})
     # Model calls: attempts after the first on timeouts/429/5xx, the first backoff in seconds
     # (doubled each time), and the per-call timeout. Tests set the backoff to 0.
-    llm_retries: int = 2
-    llm_backoff: float = 0.5
-    llm_timeout: float = 60.0
+    llm_retries: int = field(default=2, metadata={"description": "Model call retries after the first attempt, on timeouts, 429 and 5xx."})
+    llm_backoff: float = field(default=0.5, metadata={"description": "Seconds before the first retry of a model call; doubled each time."})
+    llm_timeout: float = field(default=60.0, metadata={"description": "Seconds one model call may take."})
     # Injected services (not JSON): when unset, resolved from the settings above.
     # Objects, not settings: hidden from the JSON schema Studio turns into a form.
     knowledge_client: Annotated[Any, SkipJsonSchema()] = field(default=None, repr=False)
@@ -51,11 +48,9 @@ class Context:
         return self.today or dt.date.today().isoformat()
 
 
-# A client's MCP session (for stdio, its child process) belongs to the event loop that opened it, and
-# the API server may run graphs on several loops (BG_JOB_ISOLATED_LOOPS): so one client per loop and
-# configuration. A client moved between loops would drop its session and start another child each time.
-_shared_clients: dict[tuple, tuple[asyncio.AbstractEventLoop | None, KnowledgeClient]] = {}
-_shared_lock = threading.Lock()  # graphs on different loops run in different threads
+# A client's MCP session (for stdio, its child process) belongs to the event loop that opened it:
+# a client moved between loops would drop its session and start another child each time.
+_shared_clients = LoopCache()
 
 
 def knowledge_client(ctx: Context | None) -> KnowledgeClient:
@@ -65,24 +60,9 @@ def knowledge_client(ctx: Context | None) -> KnowledgeClient:
     config = KnowledgeConfig.load()
     if ctx is not None and ctx.knowledge_url:
         config = config.model_copy(update={"url": ctx.knowledge_url, "transport": ctx.knowledge_transport or "streamable_http"})
-    try:
-        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    key = (id(loop), config.transport, config.url)
-    with _shared_lock:
-        for k in [k for k, (lp, _) in _shared_clients.items() if lp is not None and lp.is_closed()]:
-            del _shared_clients[k]  # its session ended with its loop
-        if key not in _shared_clients:  # the entry holds its loop, so the id is not reused meanwhile
-            _shared_clients[key] = (loop, KnowledgeClient(config))
-        return _shared_clients[key][1]
-
-
-def chat_model(ctx: Context | None) -> Any:
-    """The run's chat model (a BaseChatModel), or None for the offline path; see agent.llm."""
-    from agent.llm import resolve_chat_model  # agent.llm imports this module
-
-    return resolve_chat_model(ctx)
+    loop, key = running_loop(), (config.transport, config.url)
+    client = _shared_clients.get(loop, key)
+    return client if client is not None else _shared_clients.put(loop, key, KnowledgeClient(config))
 
 
 def project_folder(state: Mapping[str, Any], ctx: Context | None) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -21,6 +20,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
 from agent.context import Context
+from agent.loop_cache import LoopCache, running_loop
 from agent.prompts import preload, render
 from agent.sanitize import sanitize_data
 
@@ -71,8 +71,7 @@ def make_chat_model(model: str | None = None, base_url: str | None = None, *, ti
     )
 
 
-_models: dict[tuple, tuple[asyncio.AbstractEventLoop | None, BaseChatModel]] = {}
-_models_lock = threading.Lock()
+_models = LoopCache()
 
 
 def llm_enabled(ctx: Context | None) -> bool:
@@ -82,22 +81,9 @@ def llm_enabled(ctx: Context | None) -> bool:
     return ctx.chat_model is not None or (ctx.offline is not True and has_api_key())
 
 
-def _model_key(ctx: Context, loop: asyncio.AbstractEventLoop | None) -> tuple:
+def _model_key(ctx: Context) -> tuple:
     key = hash(os.environ.get("OPENAI_API_KEY"))  # a new key gets a new client
-    return (id(loop), model_name(ctx.model), endpoint(ctx.base_url), ctx.llm_timeout, key)
-
-
-def _cached(key: tuple) -> BaseChatModel | None:
-    with _models_lock:
-        for k in [k for k, (lp, _) in _models.items() if lp is not None and lp.is_closed()]:
-            del _models[k]  # its connections died with its loop
-        entry = _models.get(key)
-        return entry[1] if entry else None
-
-
-def _store(key: tuple, loop: asyncio.AbstractEventLoop | None, model: BaseChatModel) -> BaseChatModel:
-    with _models_lock:  # the entry holds its loop, so the loop's id is not reused meanwhile
-        return _models.setdefault(key, (loop, model))[1]
+    return (model_name(ctx.model), endpoint(ctx.base_url), ctx.llm_timeout, key)
 
 
 def resolve_chat_model(ctx: Context | None) -> BaseChatModel | None:
@@ -111,14 +97,10 @@ def resolve_chat_model(ctx: Context | None) -> BaseChatModel | None:
     assert ctx is not None
     if ctx.chat_model is not None:
         return ctx.chat_model
-    try:
-        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    key = _model_key(ctx, loop)
-    model = _cached(key)
+    loop, key = running_loop(), _model_key(ctx)
+    model = _models.get(loop, key)
     if model is None:
-        model = _store(key, loop, make_chat_model(ctx.model, ctx.base_url, timeout=ctx.llm_timeout))
+        model = _models.put(loop, key, make_chat_model(ctx.model, ctx.base_url, timeout=ctx.llm_timeout))
     return model
 
 
@@ -131,11 +113,11 @@ async def aresolve_chat_model(ctx: Context | None) -> BaseChatModel | None:
     if ctx.chat_model is not None:
         return ctx.chat_model
     loop = asyncio.get_running_loop()
-    key = _model_key(ctx, loop)
-    model = _cached(key)
+    key = _model_key(ctx)
+    model = _models.get(loop, key)
     if model is None:
         built = await asyncio.to_thread(make_chat_model, ctx.model, ctx.base_url, timeout=ctx.llm_timeout)
-        model = _store(key, loop, built)
+        model = _models.put(loop, key, built)
     return model
 
 

@@ -234,39 +234,31 @@ class PipelineInput(TypedDict, total=False):
             description="Path of the project folder (the one holding sidecar.yaml), as the server sees it",
         ),
     ]
-    messages: Annotated[list[AnyMessage], MessagesChannel]
+    messages: Annotated[list[AnyMessage], Field(description="Chat messages (Agent Chat UI): one names the project folder, later ones answer the waiting question"), MessagesChannel]
 
 
 class PipelineState(TypedDict, total=False):
-    project_dir: str
-    messages: Annotated[list[AnyMessage], MessagesChannel]
-    # The project as loaded: name, architecture, constraints from project-spec, phase status.
-    project: dict[str, Any]
-    architecture: str | None
-    phase_status: str  # pending | in_progress | complete | skipped
-    # Knowledge: every query made, in order (see agent.knowledge.models.QueryRecord).
-    knowledge: Annotated[list[dict[str, Any]], KnowledgeChannel]
-    insights: list[dict[str, Any]]
-    # Per section: what the user said when asked, and the proposal made from it.
-    section_context: Annotated[dict[str, str], _merge_dict]
-    recommendations: Annotated[dict[str, dict[str, Any]], _merge_dict]
-    # Confirmed decisions by section (Decision.model_dump()) and the ones they replaced.
-    decisions: Annotated[dict[str, dict[str, Any]], _merge_dict]
-    superseded: Annotated[list[dict[str, Any]], operator.add]
-    # Every answer the user gave, accepted or not: nothing typed is lost.
-    answers: Annotated[list[AnswerRecord], AnswersChannel]
-    # Why the last answer to a question was rejected, by question_id.
-    errors: Annotated[dict[str, str], _merge_dict]
-    revisiting: str | None
-    pending_question: str | None  # a question typed at the menu, answered by the next node
-    # The question posted to the chat and waiting for its answer: question_id, the node that asks it,
-    # and the id of its message (a user message after it answers it). None once answered.
-    asking: dict[str, str] | None
-    notice: str | None  # shown at the top of the next menu (progress, an answer, a warning)
-    notices: Annotated[list[str], operator.add]  # knowledge failures and other things the user must know
-    artifacts: list[str]
-    handoff: dict[str, Any] | None
-    # Language-model calls (absent offline): one record per request (purpose, attempt, outcome,
-    # tokens, characters sent), and their totals for the session (see agent.llm.summarize_usage).
-    llm_calls: Annotated[list[dict[str, Any]], operator.add]
-    usage: Annotated[dict[str, int], _sum_counts]
+    """The thread's state: the project, what the knowledge server said, the decisions, what was written."""
+
+    project_dir: Annotated[str, Field(description="Path of the project folder (the one holding sidecar.yaml)")]
+    messages: Annotated[list[AnyMessage], Field(description="The chat: the questions asked and the user's answers"), MessagesChannel]
+    project: Annotated[dict[str, Any], Field(description="The project as loaded: name, architecture, constraints from project-spec, phase status")]
+    architecture: Annotated[str | None, Field(description="The project's architecture (rag-only skips the phase)")]
+    phase_status: Annotated[str, Field(description="pending | in_progress | complete | skipped")]
+    knowledge: Annotated[list[dict[str, Any]], Field(description="Every knowledge query made, in order (see agent.knowledge.models.QueryRecord)"), KnowledgeChannel]
+    insights: Annotated[list[dict[str, Any]], Field(description="The knowledge synthesis shown before the first decision")]
+    section_context: Annotated[dict[str, str], Field(description="Per section: what the user said when asked"), _merge_dict]
+    recommendations: Annotated[dict[str, dict[str, Any]], Field(description="Per section: the proposal made from what the user said"), _merge_dict]
+    decisions: Annotated[dict[str, dict[str, Any]], Field(description="Confirmed decisions by section (Decision.model_dump())"), _merge_dict]
+    superseded: Annotated[list[dict[str, Any]], Field(description="Decisions replaced by a revisit, kept for the decision log"), operator.add]
+    answers: Annotated[list[AnswerRecord], Field(description="Every answer the user gave, accepted or not: nothing typed is lost"), AnswersChannel]
+    errors: Annotated[dict[str, str], Field(description="Why the last answer to a question was rejected, by question_id"), _merge_dict]
+    revisiting: Annotated[str | None, Field(description="The section being decided again from the menu (A)")]
+    pending_question: Annotated[str | None, Field(description="A question typed at the menu, answered by the next node")]
+    asking: Annotated[dict[str, str] | None, Field(description="The question posted to the chat and waiting for its answer: question_id, the node that asks it, and the id of its message (a user message after it answers it)")]
+    notice: Annotated[str | None, Field(description="Shown at the top of the next menu (progress, an answer, a warning)")]
+    notices: Annotated[list[str], Field(description="Knowledge failures and other things the user must know"), operator.add]
+    artifacts: Annotated[list[str], Field(description="Paths written in the project folder, relative to it")]
+    handoff: Annotated[dict[str, Any] | None, Field(description="The next step of the workflow (Phase 3), once this one ends")]
+    llm_calls: Annotated[list[dict[str, Any]], Field(description="Language-model calls: one record per request (purpose, attempt, outcome, tokens, characters sent)"), operator.add]
+    usage: Annotated[dict[str, int], Field(description="Totals of the model calls for the session, absent offline (see agent.llm.summarize_usage)"), _sum_counts]

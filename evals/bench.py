@@ -241,7 +241,7 @@ async def prompt_volume(knowledge: Any) -> tuple[int, int, int]:
     measured is what we send, which does not depend on what comes back.
     """
     from agent.llm import prompt_chars
-    from tests.llm_fakes import ToolFakeChatModel, canned
+    from evals.llm_fakes import ToolFakeChatModel, canned
 
     folder = Path(tempfile.mkdtemp(prefix="bench-llm-")) / "project"
     init_demo(folder, "fine-tuning", today=TODAY)

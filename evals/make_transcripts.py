@@ -13,67 +13,18 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent.knowledge.catalog import CatalogQuery
 from agent.knowledge.models import QueryRecord
-from agent.transcript import KnowledgeSource, ProjectSource, Recorder, Transcript, save_transcript, starting_project
+from agent.transcript import KnowledgeSource, Recorder, Transcript, save_transcript
 from evals.cli import TRANSCRIPTS
 from evals.replay import LocalGraph, materialize
+from evals.scenarios import SCENARIOS, Scenario
 
 TODAY = "2026-04-01"
 MAX_TURNS = 200
-
-# A plausible user on the support-bot fixture; scenarios override what they are about.
-HAPPY: dict[str, Any] = {
-    "base_model.constraints": "One 24 GB GPU, Apache-2.0 or MIT only, English support conversations",
-    "training_approach.goals": "About 40,000 resolved tickets we can turn into instruction pairs; no preference data yet",
-    "training_data.description": "40,000 conversations from resolved tickets 2022-2025, reviewed by team leads, PII redacted, deduplicated against a held-out test set",
-    "peft.compute": "One 24 GB GPU (RTX 4090)",
-    "hyperparameters.budget": "One overnight run, about 12 GPU hours",
-    "infrastructure.preference": "Our own GPU, tracked in MLflow",
-}
-
-
-@dataclass
-class Script:
-    """One session: answers by question_id (a string: always; a list: in turn, then the default)."""
-
-    answers: dict[str, Any] = field(default_factory=dict)
-    menu: list[str] = field(default_factory=list)  # menu answers in turn, then C
-    stop_at: str | None = None  # leave this question unanswered (the user stops)
-    thread: str = "main"
-    resumed: bool = False
-
-    def __post_init__(self) -> None:
-        self._queues = {k: list(v) for k, v in self.answers.items() if isinstance(v, list)}
-        self._menu = list(self.menu)
-
-    def answer(self, payload: dict[str, Any]) -> Any:
-        qid = payload["question_id"]
-        if qid in self._queues:
-            if self._queues[qid]:
-                return self._queues[qid].pop(0)
-        elif qid in self.answers:
-            return self.answers[qid]
-        if qid == "menu":
-            return self._menu.pop(0) if self._menu else "C"
-        if qid.endswith(".decision"):
-            return "yes"
-        raise KeyError(f"no scripted answer for {qid}: {payload['prompt'][:200]}")
-
-
-@dataclass
-class Scenario:
-    name: str
-    description: str
-    project: ProjectSource
-    sessions: list[Script]
-    tags: list[str] = field(default_factory=list)
-    failing: dict[str, int] = field(default_factory=dict)  # query_id -> times it fails: recorded knowledge
-    model: bool = False  # facilitated by a model (the test suite's tool-calling fake); its replies are recorded
 
 
 class FlakyKnowledge:
@@ -100,26 +51,9 @@ class FlakyKnowledge:
 def _fake_model() -> Any:
     """Valid replies to every prompt, built from the prompt itself: a stand-in for a real model
     at recording time only; the replay answers with what was recorded."""
-    from tests.llm_fakes import ToolFakeChatModel, canned
+    from evals.llm_fakes import ToolFakeChatModel, canned
 
     return ToolFakeChatModel(responder=canned)
-
-
-def fixture(name: str) -> ProjectSource:
-    return ProjectSource(fixture=name)
-
-
-def demo_project(architecture: str) -> ProjectSource:
-    """A project as `training-pipeline init-demo` makes it, inlined so the transcript stands alone."""
-    from agent.demo import init_demo
-
-    with tempfile.TemporaryDirectory() as tmp:
-        root = init_demo(Path(tmp) / f"{architecture}-demo", architecture, today="2026-03-15")
-        return starting_project(root)
-
-
-def happy(**changes: Any) -> dict[str, Any]:
-    return {**HAPPY, **changes}
 
 
 async def record(scenario: Scenario, embedded: Any, workdir: Path) -> Transcript:
@@ -166,7 +100,6 @@ async def generate(scenarios: list[Scenario], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from evals.scenarios import SCENARIOS
 
     names = list(sys.argv[1:] if argv is None else argv)
     unknown = [n for n in names if n not in {s.name for s in SCENARIOS}]

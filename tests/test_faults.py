@@ -351,7 +351,7 @@ def test_model_failures_fall_back_to_the_rules_with_a_notice(loop, warm, project
 
 
 def test_model_failing_on_a_free_text_answer_then_recovering(loop, warm, project):
-    from tests.llm_fakes import ToolFakeChatModel, canned
+    from evals.llm_fakes import ToolFakeChatModel, canned
 
     run = Run(loop, project, warm, **online(r.BrokenModel(kinds=["429"])))
     run.until("peft.decision")

@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from agent import llm, offline
-from agent.context import Context, chat_model
+from agent.context import Context
 from agent.knowledge.models import QueryRecord
+from agent.llm import resolve_chat_model as chat_model
 from agent.llm import context_from_args, mode_description, prompt_chars, summarize_usage, usage_line
 from agent.nodes.knowledge_stage import synthesize
 from agent.nodes.menu import answer_question, progress_text
@@ -27,7 +28,7 @@ from agent.sections.base import Proposal
 from agent.state import SECTIONS, PipelineState, _sum_counts
 from tests.conftest import SHARED
 from tests.driver import HAPPY, TODAY, Session, answer_from
-from tests.llm_fakes import Delay, ToolFakeChatModel, canned, first_prompt, http_error, malformed_call, recommendation_args, text_reply, tool_call
+from evals.llm_fakes import Delay, ToolFakeChatModel, canned, first_prompt, http_error, malformed_call, recommendation_args, text_reply, tool_call
 
 KNOWN = "kb-5f1c2a9e-lora-rank"
 OTHER = "kb-77aa01b3-sft-dpo"
@@ -437,9 +438,9 @@ def test_usage_sums_per_session_and_shows_under_progress():
     assert total == summarize_usage(calls) == {"calls": 2, "failed_calls": 1, "input_tokens": 100, "output_tokens": 20, "total_tokens": 120, "prompt_chars": 1900}
     assert prompt_chars(total) == prompt_chars(calls) == 1900 and prompt_chars(None) == 0
     assert usage_line(None) is None
-    text = progress_text({"decisions": {}, "usage": total})
+    text = progress_text({"decisions": {}, "usage": total}, ".")
     assert "Language model: 2 calls, 1 failed, 100 input + 20 output tokens, 1,900 prompt characters." in text
-    assert "Language model" not in progress_text({"decisions": {}})
+    assert "Language model" not in progress_text({"decisions": {}}, ".")
 
 
 # --- through the graph: answers read by the model, and no decision without yes -------------------

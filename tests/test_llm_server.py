@@ -19,7 +19,7 @@ import yaml
 from agent.llm import context_from_args, mode_description
 from agent.state import SECTIONS
 from tests.driver import HAPPY, TODAY, Session, answer_from
-from tests.llm_fakes import canned_args
+from evals.llm_fakes import canned_args
 
 PROMPT_TOKENS, COMPLETION_TOKENS = 100, 25
 

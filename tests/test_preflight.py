@@ -164,7 +164,7 @@ def test_outcome_reaches_the_menu_and_the_spec(project_copy):
                     stages=[StageResult(stage="sft", status="failed", file="phase-2-training/trl/sft.yaml",
                                         error="ValueError: bad", key="lora_r")])
     save_report(project, failed)
-    assert "Pre-flight FAILED at the SFT stage (phase-2-training/trl/sft.yaml, key `lora_r`)" in progress_text(state)
+    assert "Pre-flight FAILED at the SFT stage (phase-2-training/trl/sft.yaml, key `lora_r`)" in progress_text(state, str(project))
     status_line = outcome(load_report(project), fingerprint(decisions))
     spec = render_phase_spec(decisions, [], {}, preflight=status_line)
     assert "- [ ] Pre-flight FAILED" in spec

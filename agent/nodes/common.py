@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.config import get_config
@@ -12,6 +12,23 @@ from langgraph.types import Command
 from agent.interview import InvalidAnswer, Question, ask, describe, from_decisions, message_text, question_message
 from agent.sanitize import sanitize, sanitize_data
 from agent.state import SECTIONS, PipelineState
+
+# Node names for `Command[Literal[...]]` return annotations: LangGraph draws a node's edges from
+# them, so where a node may go reads in its signature (tests/test_routing.py holds these to SECTIONS).
+SectionNode = Literal["base_model", "training_approach", "training_data", "peft", "hyperparameters", "infrastructure"]
+# The nodes a thread can be waiting at: a restarted thread goes back there.
+QuestionNode = Literal[
+    "ask_architecture",
+    "consult_retry",
+    "base_model_ask", "base_model_decide",
+    "training_approach_ask", "training_approach_decide",
+    "training_data_ask", "training_data_decide",
+    "peft_ask", "peft_decide",
+    "hyperparameters_ask", "hyperparameters_decide",
+    "infrastructure_ask", "infrastructure_decide",
+    "menu",
+    "revisit",
+]
 
 
 def ask_and_parse(

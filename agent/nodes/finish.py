@@ -8,12 +8,10 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from agent import sidecar
-from agent.artifacts.writer import write_phase_artifacts, write_skip_artifacts
+from agent.artifacts.writer import write_skip_artifacts
 from agent.context import Context, get_context, project_folder
+from agent.decisions import sidecar_entry, write_phase
 from agent.nodes.common import say
-from agent.planning.constraints import from_decisions
-from agent.planning.plan import try_plan
-from agent.planning.pitfalls import check_pitfalls
 from agent.state import DECISION_IDS, PipelineState
 
 NEXT_STEP = {
@@ -32,28 +30,8 @@ PHASE_PAGES = [
 ]
 
 
-def fields_by_section(state: PipelineState) -> dict[str, dict]:
-    return {s: d["fields"] for s, d in (state.get("decisions") or {}).items()}
-
-
 def write_artifacts(state: PipelineState, runtime: Runtime[Context] | None = None) -> dict[str, Any]:
-    """Seed sections 9-11: spec, config template, decision log, project spec, sidecar."""
-    root = project_folder(state, get_context(runtime))
-    decisions = state.get("decisions") or {}
-    fields = fields_by_section(state)
-    pitfalls = [p.model_dump(mode="json") for p in check_pitfalls(decisions, state.get("project"))]
-    estimate = try_plan(fields, gpu=from_decisions(decisions, state.get("project")).gpu_spec) if {"base_model", "peft"} <= set(fields) else None
-    summary = estimate.summary if estimate is not None else None
-    written = write_phase_artifacts(
-        root,
-        decisions,
-        state.get("superseded") or [],
-        state.get("knowledge") or [],
-        state.get("project") or {},
-        pitfalls=pitfalls,
-        estimate_summary=summary,
-    )
-    sidecar.mark_phase_complete(root)
+    written = write_phase(state, project_folder(state, get_context(runtime)))
     text = "Phase 2 artifacts written:\n" + "\n".join(f"- `{p}`" for p in written)
     return {"artifacts": written, "phase_status": "complete", "revisiting": None, **say(text)}
 
@@ -101,13 +79,3 @@ def handoff(state: PipelineState) -> dict[str, Any]:
     )
     return {"handoff": dict(NEXT_STEP), **say(text)}
 
-
-def sidecar_entry(decision: dict[str, Any]) -> dict[str, Any]:
-    """The sidecar's decisions entry for a TP decision; our structured record under `training_pipeline`."""
-    return {
-        "id": decision["id"],
-        "choice": decision["choice"],
-        "rationale": decision["rationale"],
-        "knowledge_ref": decision["knowledge_refs"][0] if decision.get("knowledge_refs") else "",
-        "training_pipeline": decision,
-    }

@@ -8,11 +8,11 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from agent import llm_tasks, offline
-from agent.context import Context, get_context, knowledge_client
+from agent.context import Context, get_context
 from agent.interview import Option, Question, parse_choice
-from agent.knowledge.catalog import queries_for
+from agent.knowledge.stages import run_stage, section_records
 from agent.llm import Facilitator
-from agent.nodes.common import ask_and_parse, first_open, retry, say
+from agent.nodes.common import SectionNode, ask_and_parse, first_open, retry, say
 from agent.state import SECTIONS, PipelineState
 
 CONSULT_STAGE = "consult_knowledge"
@@ -38,37 +38,7 @@ def welcome(state: PipelineState) -> dict[str, Any]:
 
 def failed_queries(state: PipelineState, stage: str) -> list[dict[str, Any]]:
     """The latest record of each query of `stage` that ended in an error."""
-    latest: dict[str, dict[str, Any]] = {}
-    for rec in state.get("knowledge") or []:
-        if rec.get("section") == stage:
-            latest[rec["query_id"]] = rec
-    return [r for r in latest.values() if r.get("error")]
-
-
-def _succeeded_ids(state: PipelineState) -> set[str]:
-    return {r["query_id"] for r in state.get("knowledge") or [] if not r.get("error")}
-
-
-def _attempts(state: PipelineState) -> dict[str, int]:
-    """How many times each query has run so far."""
-    counts: dict[str, int] = {}
-    for rec in state.get("knowledge") or []:
-        counts[rec["query_id"]] = counts.get(rec["query_id"], 0) + 1
-    return counts
-
-
-async def run_stage(state: PipelineState, ctx: Context, stage: str) -> list[dict[str, Any]]:
-    """Run the stage's catalog queries that have not succeeded yet (concurrently, in the client).
-
-    A query run again after a failure records its attempt number, so that what is listed
-    later can show each query once, with its attempts."""
-    done = _succeeded_ids(state)
-    queries = [q for q in queries_for(stage) if q.id not in done]
-    if not queries:
-        return []
-    records = await knowledge_client(ctx).run(queries)
-    before = _attempts(state)
-    return [{**r.model_dump(mode="json"), "attempt": before.get(r.query_id, 0) + 1} for r in records]
+    return [r for r in section_records(state, stage) if r.get("error")]
 
 
 def _tries(rec: dict[str, Any]) -> str:
@@ -112,13 +82,9 @@ def consult_retry(state: PipelineState) -> Command[Literal["consult_knowledge", 
     return Command(goto="synthesize", update={**update, "notices": [notice]})
 
 
-async def synthesize(state: PipelineState, runtime: Runtime[Context]) -> Command:
+async def synthesize(state: PipelineState, runtime: Runtime[Context]) -> Command[Literal[SectionNode, "write_artifacts"]]:
     """Section 2: the model's synthesis when there is a model and something to synthesize, else the quoted items."""
-    consult = [r for r in state.get("knowledge") or [] if r.get("section") == CONSULT_STAGE]
-    latest: dict[str, dict[str, Any]] = {}
-    for rec in consult:
-        latest[rec["query_id"]] = rec
-    records = list(latest.values())
+    records = section_records(state, CONSULT_STAGE)
     text, insights = offline.synthesize(records)
     usage: dict[str, Any] = {}
     if any(r.get("items") for r in records):

@@ -9,12 +9,13 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from agent import llm_tasks, offline
-from agent.context import Context, get_context, knowledge_client
+from agent.context import Context, get_context, knowledge_client, project_folder
+from agent.decisions import fields_by_section, write_phase
 from agent.interview import InvalidAnswer, Option, Question, clean_text, match_choice, parse_choice
 from agent.llm import Facilitator, usage_line
-from agent.nodes.common import ask_and_parse, retry, say
+from agent.nodes.common import SectionNode, ask_and_parse, retry, say
 from agent import sidecar
-from agent.nodes.finish import fields_by_section, sidecar_entry, write_artifacts
+from agent.decisions import sidecar_entry
 from agent.planning.constraints import from_decisions
 from agent.planning.pitfalls import Pitfall, check_pitfalls, open_errors
 from agent.planning.plan import plan, try_plan
@@ -52,7 +53,7 @@ def errors_text(errors: list[Pitfall]) -> str:
     return "**Must be revisited (A) or kept (K) before Phase 3**\n" + "\n".join(lines)
 
 
-def keep_plan(state: PipelineState, errors: list[Pitfall], update: dict[str, Any]) -> Command:
+def keep_plan(state: PipelineState, errors: list[Pitfall], update: dict[str, Any], root: str) -> Command:
     """Record the errors as acknowledged trade-offs on the decisions they belong to (state and sidecar)."""
     decisions = state.get("decisions") or {}
     changed: dict[str, dict[str, Any]] = {}
@@ -63,12 +64,12 @@ def keep_plan(state: PipelineState, errors: list[Pitfall], update: dict[str, Any
         d["warnings_acknowledged"] = [*d.get("warnings_acknowledged", []), e.id]
         changed[e.section] = d
     for section, d in changed.items():
-        sidecar.upsert_decision(state["project_dir"], sidecar_entry(d), acknowledged=[f"{d['id']}:{w}" for w in d["warnings_acknowledged"]])
+        sidecar.upsert_decision(root, sidecar_entry(d), acknowledged=[f"{d['id']}:{w}" for w in d["warnings_acknowledged"]])
     text = "Kept as acknowledged trade-offs:\n" + "\n".join(f"- {DECISION_IDS[e.section].upper()}: {e.message}" for e in errors)
     return Command(goto="menu", update={**update, "decisions": changed, "notice": text})
 
 
-def menu(state: PipelineState) -> Command[Literal["revisit", "progress", "verify_sidecar", "answer_question", "menu"]]:
+def menu(state: PipelineState, runtime: Runtime[Context]) -> Command[Literal["revisit", "progress", "verify_sidecar", "answer_question", "menu"]]:
     options = menu_options(state)
     notice = state.get("notice")
     line = " ".join(f"[{o.value}] {o.label}" for o in options)
@@ -95,45 +96,44 @@ def menu(state: PipelineState) -> Command[Literal["revisit", "progress", "verify
     if kind == "question":
         return Command(goto="answer_question", update={**update, "pending_question": payload})
     if payload == "F":
-        text = run_preflight_check(state)
+        text = run_preflight_check(state, project_folder(state, get_context(runtime)))
         return Command(goto="menu", update={**update, "notice": text, **say(text)})
     if payload in ("C", "K"):
         errors = unresolved(state)
         if payload == "K":
-            return keep_plan(state, errors, update)
+            return keep_plan(state, errors, update, project_folder(state, get_context(runtime)))
         if errors:  # an invalid plan does not go on to Phase 3 unseen
             return Command(goto="menu", update={**update, "notice": errors_text(errors)})
     goto = {"A": "revisit", "P": "progress", "C": "verify_sidecar"}[payload]
     return Command(goto=goto, update=update)
 
 
-def run_preflight_check(state: PipelineState) -> str:
+def run_preflight_check(state: PipelineState, root: str) -> str:
     """`training-pipeline preflight` in its own process (it trains models and changes folders), then the spec."""
     import subprocess
     import sys
 
-    project = str(state.get("project_dir") or "")
-    cmd = [sys.executable, "-c", "from agent.cli import main; raise SystemExit(main())", "preflight", "--project", project]
+    cmd = [sys.executable, "-c", "from agent.cli import main; raise SystemExit(main())", "preflight", "--project", root]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
         output = (done.stdout + done.stderr).strip()
     except (OSError, subprocess.TimeoutExpired) as exc:
         output = f"pre-flight could not run: {exc}"
     if state.get("phase_status") == "complete":
-        write_artifacts(state)  # the spec's exit criteria carry the outcome
-    status, line = preflight_outcome(state)
+        write_phase(state, root)  # the spec's exit criteria carry the outcome
+    status, line = preflight_outcome(state, root)
     tail = "\n".join(output.splitlines()[-12:])
     return f"**{line}**\n\n```\n{tail}\n```"
 
 
-def preflight_outcome(state: PipelineState) -> tuple[str, str]:
+def preflight_outcome(state: PipelineState, root: str) -> tuple[str, str]:
     from agent.planning.export import fingerprint
     from agent.planning.preflight import load_report, outcome
 
-    return outcome(load_report(state.get("project_dir") or "."), fingerprint(state.get("decisions") or {}))
+    return outcome(load_report(root), fingerprint(state.get("decisions") or {}))
 
 
-def revisit(state: PipelineState) -> Command:
+def revisit(state: PipelineState) -> Command[Literal[SectionNode, "revisit"]]:
     decisions = state.get("decisions") or {}
     options = [
         Option(value=s, label=f"{DECISION_IDS[s].upper()} {SECTION_TITLES[s]}", description=decisions[s]["choice"])
@@ -155,7 +155,7 @@ def revisit(state: PipelineState) -> Command:
     return Command(goto=value, update={**update, "revisiting": value})
 
 
-def progress_text(state: PipelineState) -> str:
+def progress_text(state: PipelineState, root: str) -> str:
     decisions = state.get("decisions") or {}
     status = state.get("phase_status", "pending")
     lines = [f"**Progress: Phase 2 is {status.replace('_', ' ')}** ({len(decisions)} of 6 decisions recorded)", ""]
@@ -177,7 +177,7 @@ def progress_text(state: PipelineState) -> str:
     if pitfalls:
         lines += ["", "**Pitfalls to keep in mind**"] + [f"- {p.message}" for p in pitfalls]
     if {"base_model", "peft", "hyperparameters"} <= set(fields):
-        status, line = preflight_outcome(state)
+        status, line = preflight_outcome(state, root)
         lines += ["", f"**{line}**" if status in ("failed", "stale") else line]
     if state.get("artifacts"):
         lines += ["", "Artifacts: " + ", ".join(f"`{a}`" for a in state["artifacts"])]
@@ -187,8 +187,8 @@ def progress_text(state: PipelineState) -> str:
     return "\n".join(lines)
 
 
-def progress(state: PipelineState) -> Command[Literal["menu"]]:
-    text = progress_text(state)
+def progress(state: PipelineState, runtime: Runtime[Context]) -> Command[Literal["menu"]]:
+    text = progress_text(state, project_folder(state, get_context(runtime)))
     return Command(goto="menu", update={"notice": text, **say(text)})
 
 

@@ -14,7 +14,7 @@ from langgraph.types import Command
 from agent import lock, sidecar
 from agent.context import Context, get_context, project_folder
 from agent.interview import Option, Question, message_text, parse_choice
-from agent.nodes.common import ask_and_parse, first_open, retry, say
+from agent.nodes.common import QuestionNode, SectionNode, ask_and_parse, first_open, retry, say
 from agent.project import read_overview
 from agent.sanitize import sanitize_data
 from agent.state import ARCHITECTURES, SECTIONS, Decision, PipelineState
@@ -32,7 +32,7 @@ ASK_FOLDER = (
 )
 
 
-def load_project(state: PipelineState, runtime: Runtime[Context]) -> Command:
+def load_project(state: PipelineState, runtime: Runtime[Context]) -> Command[Literal["check_skip", QuestionNode, "__end__"]]:
     """Read and validate the sidecar; restore decisions recorded by an earlier session.
 
     The folder comes from the input's `project_dir` or, for a chat, from the user's message; a chat
@@ -127,7 +127,9 @@ def _decisions_from_sidecar(raw: dict) -> dict[str, dict]:
     return out
 
 
-def check_skip(state: PipelineState) -> Command:
+def check_skip(
+    state: PipelineState,
+) -> Command[Literal["ask_architecture", "write_skip_record", "welcome", "menu", SectionNode, "write_artifacts"]]:
     arch = state.get("architecture")
     status = state.get("phase_status", "pending")
     if arch not in ARCHITECTURES:

@@ -22,26 +22,18 @@ from pydantic import ValidationError
 
 from agent import llm_tasks, sidecar
 from agent.context import Context, get_context, project_folder
+from agent.decisions import sidecar_entry
 from agent.interview import InvalidAnswer, Option, Question, clean_text, format_validation_error, is_no, is_yes, match_choice, parse_edits
 from agent.knowledge.models import cited_refs
+from agent.knowledge.stages import run_stage, section_records
 from agent.llm import Facilitator, llm_enabled
 from agent.model_catalog import find_model
 from agent.nodes.common import after_section, ask_and_parse, retry, say
-from agent.nodes.finish import sidecar_entry
-from agent.nodes.knowledge_stage import run_stage
 from agent.planning.pitfalls import check_pitfalls, open_errors
 from agent.sections import SECTION_SPECS
 from agent.sections.base import Proposal, SectionInputs, SectionSpec, table
 from agent.planning.constraints import Constraints, read_constraints
 from agent.state import DECISION_IDS, FIELDS_MODELS, SECTION_TITLES, Decision, PipelineState
-
-
-def section_records(state: PipelineState, section: str) -> list[dict[str, Any]]:
-    latest: dict[str, dict[str, Any]] = {}
-    for rec in state.get("knowledge") or []:
-        if rec.get("section") == section:
-            latest[rec["query_id"]] = rec
-    return list(latest.values())
 
 
 def make_fetch(spec: SectionSpec) -> Callable:
