@@ -1,6 +1,6 @@
 """The model-backed facilitator: prompts, factory, structured output, guard rails, usage.
 
-The model is a tool-calling fake (tests/llm_fakes.py); everything else is real: the
+The model is a tool-calling fake (evals/llm_fakes.py); everything else is real: the
 nodes, the section rules, the graph, the embedded knowledge server.
 """
 

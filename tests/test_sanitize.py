@@ -13,7 +13,7 @@ from mcp.types import CallToolResult, TextContent
 from agent.knowledge.client import _results
 from agent.sanitize import escape_markup, sanitize, sanitize_data
 from tests.driver import HAPPY, Session, answer_from
-from tests.llm_fakes import ToolFakeChatModel, canned_args, tool_call
+from evals.llm_fakes import ToolFakeChatModel, canned_args, tool_call
 
 HOSTILE = "\x1b]0;pwned title\x07\x1b[2J\x1b[31mred\x1b[0m \x9b1mC1\x00\x08 keep\ttab\nnext line"
 CLEAN = "red C1 keep\ttab\nnext line"
