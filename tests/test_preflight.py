@@ -45,6 +45,7 @@ LORA_DPO = variant(training_approach={"approach": "dpo"}, training_data={"dpo_pa
 
 
 # Sessions a user finishes in the chat, steered to each kind of plan by their answers.
+STEER_QLORA = {"peft.decision": ["qlora", "yes"]}
 STEER_COMBINED = {"training_approach.goals": "About 40,000 resolved tickets as instruction pairs and 6,000 preference "
                   "pairs where team leads ranked a chosen and a rejected reply", "peft.decision": ["lora", "yes"]}
 STEER_DPO_FULL = {"training_approach.goals": "Our assistant already follows instructions; we have 6,000 preference "
@@ -54,7 +55,7 @@ STEER_DPO_FULL = {"training_approach.goals": "Our assistant already follows inst
 
 
 @pytest.mark.parametrize("steer, plan, stages", [
-    ({}, ("sft", "qlora"), ["sft"]),                            # the default answers: SFT with QLoRA
+    (STEER_QLORA, ("sft", "qlora"), ["sft"]),                   # SFT with QLoRA, picked at the proposal
     (STEER_COMBINED, ("combined", "lora"), ["sft", "merge", "dpo"]),  # SFT then DPO with LoRA
     (STEER_DPO_FULL, ("dpo", "full"), ["dpo"]),                  # DPO alone, full fine-tuning
 ], ids=["session-sft-qlora", "session-sft-then-dpo-lora", "session-dpo-full"])
