@@ -9,21 +9,14 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from agent.context import Context
+from evals import scenarios
 from graph import builder
 
 TODAY = "2026-04-01"
 
-# Answers a plausible user gives on the fine-tuning fixture (support-bot).
-HAPPY: dict[str, Any] = {
-    "architecture": "fine-tuning",
-    "base_model.constraints": "One 24 GB GPU, Apache-2.0 or MIT only, English support conversations",
-    "training_approach.goals": "About 40,000 resolved tickets we can turn into instruction pairs; no preference data yet",
-    "training_data.description": "40,000 conversations from resolved tickets 2022-2025, reviewed by team leads, PII redacted, deduplicated against a held-out test set",
-    "peft.compute": "One 24 GB GPU (RTX 4090)",
-    "hyperparameters.budget": "One overnight run, about 12 GPU hours",
-    "infrastructure.preference": "Our own GPU, tracked in MLflow",
-    "consult_knowledge.retry": "continue",
-}
+# Answers a plausible user gives on the fine-tuning fixture (support-bot): the scenarios' user,
+# who also answers the architecture question and goes on when a knowledge query failed.
+HAPPY: dict[str, Any] = {"architecture": "fine-tuning", **scenarios.HAPPY, "consult_knowledge.retry": "continue"}
 
 
 def answer_from(script: dict[str, Any], menu: list[str] | None = None) -> Callable[[dict], Any]:
