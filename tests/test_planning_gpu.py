@@ -257,3 +257,11 @@ def test_cards_have_throughput_figures():
         assert c["bf16_tflops"] > 0 and c["memory_bw_gbs"] > 0 and c["source"], c["name"]
     for name, inst in gpus._gpu_data()["instances"].items():
         assert gpus.card(inst["card"]), name
+
+
+def test_a_budget_in_gpu_hours_is_not_a_gpu_count():
+    # A real answer: the count comes from "One", not from the budget's "10 GPU hours".
+    spec = gpus.parse_gpu("One RTX 4090 (24 GB), Apache-2.0 or MIT, about 10 GPU hours per run")
+    assert (spec.card, spec.count) == ("RTX 4090", 1)
+    assert gpus.parse_gpu("12 GPU-hours on 2 A100 80GB").count == 2
+    assert gpus.parse_gpu("4 GPUs, H100").count == 4

@@ -103,7 +103,8 @@ _CARD_PREFIX = r"(?:nvidia\s+)?(?:geforce\s+)?(?:rtx\s*|tesla\s*|quadro\s*)?"
 _COUNT_PATTERNS = (
     r"(?:^|[\s(,])(\d+)\s*[x×*]\s*(?=[a-z]|\d+(?:\.\d+)?\s*gi?b)",  # "2x A100", "8xH100", "2 x 24GB" (not "g5.2xlarge")
     r"(?:[\d)]|\s)[x×*]\s*(\d+)\b(?!\s*gi?b)",  # "A100 x2", "RTX 3090 x 2" (not the x of "rtx")
-    r"\b(\d+)\s+(?:gpus?|cards?|nodes? of)\b",  # "4 GPUs"
+    # "4 GPUs", not "10 GPU hours" (a budget)
+    r"\b(\d+)\s+(?:gpus?|cards?|nodes? of)\b(?![\s-]*(?:hours?|hrs?|h\b|days?|minutes?|mins?|weeks?))",
     rf"(?:^|\s)(\d+)\s+{_CARD_PREFIX}[a-z]*\d",  # "2 RTX 3090s", "8 A100s"
 )
 
