@@ -107,36 +107,40 @@ def fit_hyperparameters(
     start = figure(p)
     changed: dict[str, str] = {}  # field -> what it became, in the order first changed
     floor = max(16, min(int(min_length), _int(h.get("max_length"), MIN_LENGTH)))
+
+    def shorten() -> bool:
+        """Halve max_length, not below the floor nor when the user set it; False when it cannot."""
+        length = _int(h.get("max_length"), 2048)
+        if length <= floor or "max_length" in fixed:
+            return False
+        h["max_length"] = max(floor, length // 2)
+        changed["length"] = f"max length {h['max_length']:,} tokens (longer examples are truncated)"
+        return True
+
     for _ in range(24):  # each step halves something: bounded
         if p is None or gpu is None or fits_gpu(p, gpu):
             break
         micro, accum = _int(h.get("batch_size"), 1), _int(h.get("gradient_accumulation_steps"), 1)
-        length = _int(h.get("max_length"), 2048)
         if micro > 1 and "batch_size" not in fixed:
             h["batch_size"] = micro // 2
             if "gradient_accumulation_steps" not in fixed:
                 h["gradient_accumulation_steps"] = min(4096, accum * 2)
             p = current()
             changed["batch"] = f"micro-batch {h['batch_size']} x {h['gradient_accumulation_steps']} accumulation steps (effective batch kept)"
-        elif length > floor and "max_length" not in fixed:
-            h["max_length"] = max(floor, length // 2)
+        elif shorten():
             p = current()
-            changed["length"] = f"max length {h['max_length']:,} tokens (longer examples are truncated)"
         else:
             break
     for _ in range(24):
         if p is None or not budget_hours or p.hours is None or gpu_hours(p) <= budget_hours:
             break
         epochs = h.get("num_epochs")
-        length = _int(h.get("max_length"), 2048)
         if isinstance(epochs, (int, float)) and epochs > 1 and "num_epochs" not in fixed:
             h["num_epochs"] = 1
             p = current()
             changed["epochs"] = "1 epoch"
-        elif length > floor and "max_length" not in fixed:
-            h["max_length"] = max(floor, length // 2)
+        elif shorten():
             p = current()
-            changed["length"] = f"max length {h['max_length']:,} tokens (longer examples are truncated)"
         else:
             break
     steps = list(changed.values())

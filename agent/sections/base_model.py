@@ -5,7 +5,7 @@ from __future__ import annotations
 from agent.interview import FormField, Option
 from agent.model_catalog import ModelSpec, find_model, load_catalog
 from agent.planning.constraints import gpu_text, read_constraints, source_name
-from agent.sections import parse
+from agent.planning import reading as parse
 from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from, table, understood_notes
 
 INTRO = """**A. Model Selection Criteria**

@@ -9,7 +9,7 @@ from agent.planning import gpu as gpus
 from agent.planning.constraints import gpu_text, read_constraints, source_name
 from agent.planning.fit import fits_gpu, gpu_hours, tradeoffs, within
 from agent.planning.plan import try_plan
-from agent.sections import parse
+from agent.planning import reading as parse
 from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, understood_notes
 
 INTRO = """**A. Compute Options**

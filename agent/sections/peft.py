@@ -7,7 +7,7 @@ from agent.model_catalog import find_model, target_modules
 from agent.planning.constraints import gpu_text, read_constraints, source_name
 from agent.planning.fit import HEADROOM, fits_gpu, tradeoffs
 from agent.planning.plan import try_plan
-from agent.sections import parse
+from agent.planning import reading as parse
 from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from, understood_notes
 
 INTRO = """**A. PEFT Method Selection**

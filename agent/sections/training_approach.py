@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.interview import FormField, Option
-from agent.sections import parse
+from agent.planning import reading as parse
 from agent.planning.constraints import read_constraints
 from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from, understood_notes
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from agent.interview import FormField, Option
 from agent.planning.constraints import read_constraints
 from agent.planning.reading import DPO_UNITS, SFT_UNITS, data_issues, share
-from agent.sections import parse
+from agent.planning import reading as parse
 from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from, understood_notes
 
 INTRO = """**A. Data Requirements**
