@@ -7,6 +7,7 @@ earlier, and any answer wins over the project files.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Iterable
 
 from pydantic import BaseModel, Field
@@ -147,6 +148,13 @@ def read_constraints(said: dict[str, str] | None, project: dict | None = None, c
     project_text = "\n".join(str(c) for c in (project or {}).get("constraints") or [])
     if project_text.strip():
         texts.append((PROJECT, project_text))
+    return _read(tuple(texts)).model_copy(deep=True)
+
+
+@lru_cache(maxsize=64)
+def _read(texts: tuple[tuple[str, str], ...]) -> Constraints:
+    # Cached by the texts read: every node of a section reads the same answers again, and the
+    # readers' patterns are most of a proposal's time. Callers get a copy (see read_constraints).
     found: dict[str, Stated] = {}
     overridden: list[str] = []
     for name, read in _readers().items():

@@ -13,13 +13,14 @@ keeps ~7% headroom for the memory the driver and ECC reserve.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 from datetime import date
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -135,6 +136,13 @@ def parse_gpu(instance_type: str, gpu_count: int | None = None) -> GpuSpec | Non
     text = (instance_type or "").strip().lower()
     if not text:
         return None
+    found = _parse_gpu(text, gpu_count)
+    return found.model_copy() if found is not None else None
+
+
+@lru_cache(maxsize=256)
+def _parse_gpu(text: str, gpu_count: int | None) -> GpuSpec | None:
+    # Cached: a plan reads the same few GPU texts many times; callers get a copy (see parse_gpu).
     instances = _gpu_data()["instances"]
     for token in re.split(r"[\s,;()]+", text):
         name = token[3:] if token.startswith("ml.") else token
@@ -351,26 +359,38 @@ class CostEstimate(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-def load_prices(path: str | Path | None = None) -> dict:
-    """The price table: `path`, else $TRAINING_PIPELINE_GPU_PRICES, else the shipped file."""
+def load_prices(path: str | Path | None = None) -> Mapping[str, Any]:
+    """The price table (read-only): `path`, else $TRAINING_PIPELINE_GPU_PRICES, else the shipped file."""
     override = path or os.environ.get(PRICES_ENV)
     if override:
-        file = Path(override)
-        return copy.deepcopy(_parse_prices(file.read_text(encoding="utf-8")))
-    shipped = resources.files("agent.planning").joinpath("data", "gpu-prices.yaml").read_text(encoding="utf-8")
-    return copy.deepcopy(_parse_prices(shipped))
+        return _parse_prices(Path(override).read_text(encoding="utf-8"))
+    return _shipped_prices()
+
+
+@lru_cache(maxsize=1)
+def _shipped_prices() -> Mapping[str, Any]:
+    return _parse_prices(resources.files("agent.planning").joinpath("data", "gpu-prices.yaml").read_text(encoding="utf-8"))
 
 
 @lru_cache(maxsize=8)
-def _parse_prices(text: str) -> dict:
-    # Cached by content: every plan reads the table, and parsing it dominated a plan's time.
+def _parse_prices(text: str) -> Mapping[str, Any]:
+    # Cached by content, and frozen so that every plan can share it: every plan reads the
+    # table, and parsing (then copying) it dominated a plan's time.
     data = yamlio.load(text)
     if not isinstance(data, dict) or not isinstance(data.get("platforms"), dict):
         raise ValueError("price file needs a 'platforms' mapping")
-    return data
+    return _frozen(data)
 
 
-def match_platform(platform: str, prices: dict | None = None) -> str | None:
+def _frozen(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def match_platform(platform: str, prices: Mapping[str, Any] | None = None) -> str | None:
     """The price-table key for free text such as "AWS SageMaker" or "Lambda Labs"."""
     prices = prices or load_prices()
     text = (platform or "").strip().lower()
@@ -397,7 +417,7 @@ def estimate_cost(
     platform: str = "aws",
     spot: bool = False,
     *,
-    prices: dict | None = None,
+    prices: Mapping[str, Any] | None = None,
     prices_path: str | Path | None = None,
     hours_range: tuple[float, float] | None = None,
     today: date | None = None,
