@@ -38,10 +38,12 @@ def ask_and_parse(
 
     Returns (parsed value or None, state update). None means: route back to the same node. That
     happens first to post the question as an AI message, because a node runs again from its top
-    when resumed, so posting and asking cannot share a run; the next run asks. It happens again
-    on an invalid answer, with the error in the update. The answer is the resume value (text, a
-    form, or a chat front end's `{"decisions": [...]}`) or a chat message sent while the question
-    waited. The raw answer is always kept in `answers`.
+    when resumed, so posting and asking cannot share a run; the next run asks. Nodes that lead to
+    a question post it themselves (`post_question(..., node=...)`), which saves that run. None
+    also comes with an invalid answer: the update holds the error and the question posted again
+    with it, so the next run asks at once. The answer is the resume value (text, a form, or a chat
+    front end's `{"decisions": [...]}`) or a chat message sent while the question waited. The raw
+    answer is always kept in `answers`.
     """
     question = question.model_copy(update={"error": (state.get("errors") or {}).get(question.question_id)})
     waiting = state.get("asking") or {}
@@ -57,28 +59,34 @@ def ask_and_parse(
         value = parse(answer if isinstance(answer, str) else sanitize_data(answer))
     except InvalidAnswer as exc:
         error = str(exc)
-    return value, {
+    update: dict[str, Any] = {
         "asking": None,
         "errors": {question.question_id: error},
         "answers": [{"question_id": question.question_id, "answer": _keepable(answer), "accepted": error is None, "error": error}],
         # The answer in the chat, unless it was typed there.
         "messages": [HumanMessage(content=sanitize(_as_text(answer)))] if typed is None else [],
     }
+    if error is not None:  # asked again, with the error, in the same run
+        again = post_question(state, question.model_copy(update={"error": error}), node=waiting.get("node"))
+        update = {**update, **again, "messages": [*update["messages"], *again["messages"]]}
+    return value, update
 
 
-def post_question(state: PipelineState, question: Question) -> dict[str, Any]:
+def post_question(state: PipelineState, question: Question, node: str | None = None) -> dict[str, Any]:
     """The question as an AI message, and the mark that it waits for an answer (read by load_project
-    when a new message restarts the thread). A question asked again after an invalid answer is
-    posted short, with the error: its long text is already in the chat."""
+    when a new message restarts the thread). `node` is the node that asks it, by default the one
+    running. A question asked again after an invalid answer is posted short, with the error: its
+    long text is already in the chat."""
     if question.error:
         text = f"**{question.title}**\n\n{describe(question)}"
     else:
         text = f"**{question.title}**\n\n{_without_notice(question.prompt, state.get('notice'))}"
     message_id = str(uuid.uuid4())
-    try:
-        node = (get_config().get("metadata") or {}).get("langgraph_node")
-    except RuntimeError:  # called outside a graph run
-        node = None
+    if node is None:
+        try:
+            node = (get_config().get("metadata") or {}).get("langgraph_node")
+        except RuntimeError:  # called outside a graph run
+            node = None
     return {
         "asking": {"question_id": question.question_id, "node": node, "message_id": message_id},
         "messages": [question_message(text, question.question_id, message_id)],

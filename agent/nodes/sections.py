@@ -1,9 +1,12 @@
 """The four nodes every decision section is made of.
 
-    <section>            fetch the section's knowledge (I/O, no question)
+    <section>            fetch the section's knowledge (I/O), post the "Ask:" question to the chat
     <section>_ask        the seed's "Ask:" question (interrupt)
-    <section>_recommend  a proposal with its reasoning (rules, or the model; no question)
+    <section>_recommend  a proposal with its reasoning (rules, or the model), posted to the chat
     <section>_decide     the proposal shown; the user confirms, picks another option or edits (interrupt)
+
+Each question is posted by the node before the one that asks it, so an answer costs three
+graph steps (the asking node, the next node, the next question), not four.
 
 Fetching and recommending never share a node with an interrupt, because a node
 runs again from its top when it is resumed. For the same reason a free-text answer
@@ -14,6 +17,7 @@ the model reads it into edits, and the updated proposal is shown again. Only `ye
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Callable
 
 from langgraph.runtime import Runtime
@@ -28,7 +32,7 @@ from agent.knowledge.models import cited_refs
 from agent.knowledge.stages import run_stage, section_records
 from agent.llm import Facilitator, llm_enabled
 from agent.model_catalog import find_model
-from agent.nodes.common import after_section, ask_and_parse, retry, say
+from agent.nodes.common import after_section, ask_and_parse, post_question, retry, say
 from agent.planning.pitfalls import check_pitfalls, open_errors
 from agent.sections import SECTION_SPECS
 from agent.sections.base import Proposal, SectionInputs, SectionSpec, table
@@ -42,7 +46,10 @@ def make_fetch(spec: SectionSpec) -> Callable:
         if decided and state.get("revisiting") != spec.name:
             return Command(goto=after_section(state, spec.name))  # restored from the sidecar: ask only what is open
         records = await run_stage(state, get_context(runtime), spec.name)
-        return Command(goto=f"{spec.name}_ask", update={"knowledge": records})
+        # The question goes to the chat with the records it cites: <section>_ask then asks at once.
+        fetched = {**state, "knowledge": [*(state.get("knowledge") or []), *records]}
+        asked = post_question(fetched, ask_question(fetched, spec), node=f"{spec.name}_ask")
+        return Command(goto=f"{spec.name}_ask", update={"knowledge": records, **asked})
 
     fetch.__name__ = spec.name
     return fetch
@@ -66,18 +73,22 @@ def ask_prompt(state: PipelineState, spec: SectionSpec) -> str:
     return "\n\n".join(parts)
 
 
+def ask_question(state: PipelineState, spec: SectionSpec) -> Question:
+    return Question(
+        question_id=spec.ask_id,
+        section=spec.name,
+        kind="text",
+        title=spec.ask_title,
+        prompt=ask_prompt(state, spec),
+        default=(state.get("section_context") or {}).get(spec.name),
+        error=(state.get("errors") or {}).get(spec.ask_id),
+    )
+
+
 def make_ask(spec: SectionSpec) -> Callable:
-    def ask_node(state: PipelineState) -> Command:
-        previous = (state.get("section_context") or {}).get(spec.name)
-        question = Question(
-            question_id=spec.ask_id,
-            section=spec.name,
-            kind="text",
-            title=spec.ask_title,
-            prompt=ask_prompt(state, spec),
-            default=previous,
-        )
-        value, update = ask_and_parse(state, question, clean_text)
+    # Async, with no I/O: it runs on the event loop, without a worker thread's round trip per answer.
+    async def ask_node(state: PipelineState) -> Command:
+        value, update = ask_and_parse(state, ask_question(state, spec), clean_text)
         if value is None:
             return retry(f"{spec.name}_ask", update)
         return Command(
@@ -203,7 +214,7 @@ def make_recommend(spec: SectionSpec) -> Callable:
         if current.get("shown_options"):  # the same question again: its options keep their numbers
             record["shown_options"] = current["shown_options"]
         record = {"proposal": proposal.model_dump(mode="json"), "pitfalls": section_pitfalls(state, spec, proposal), "overrides": overrides, **record}
-        return Command(goto=node, update={"recommendations": {spec.name: record}, **(fac.state_update() if fac else {})})
+        return Command(goto=node, update={"recommendations": {spec.name: record}, **post_decision(state, spec, record), **(fac.state_update() if fac else {})})
 
     recommend.__name__ = f"{spec.name}_recommend"
     return recommend
@@ -229,7 +240,8 @@ async def _read_answer(state: PipelineState, spec: SectionSpec, fac: Facilitator
         said = result[2] if result is not None else fac.notice
         error = f"{said} {reason}" if said else reason
         same = {k: v for k, v in current.items() if k != "notice"} | {"overrides": kept}
-        return Command(goto=f"{spec.name}_decide", update={"recommendations": {spec.name: same}, "errors": {spec.decision_id: error}, **fac.state_update()})
+        posted = post_decision({**state, "errors": {**(state.get("errors") or {}), spec.decision_id: error}}, spec, same)
+        return Command(goto=f"{spec.name}_decide", update={"recommendations": {spec.name: same}, "errors": {spec.decision_id: error}, **posted, **fac.state_update()})
     new_overrides, updated, summary = result
     record = {
         **({"shown_options": current["shown_options"]} if current.get("shown_options") else {}),
@@ -238,7 +250,7 @@ async def _read_answer(state: PipelineState, spec: SectionSpec, fac: Facilitator
         "overrides": new_overrides,
         "notice": f"Read from your answer: {summary}",
     }
-    return Command(goto=f"{spec.name}_decide", update={"recommendations": {spec.name: record}, **fac.state_update()})
+    return Command(goto=f"{spec.name}_decide", update={"recommendations": {spec.name: record}, **post_decision(state, spec, record), **fac.state_update()})
 
 
 def _value_text(value: Any) -> str:
@@ -317,26 +329,39 @@ def in_shown_order(options: list[Option], shown: list[str] | None) -> list[Optio
     return sorted(options, key=lambda o: rank.get(o.value, len(rank)))
 
 
+def decide_question(state: PipelineState, spec: SectionSpec, current: dict[str, Any]) -> Question:
+    """The proposal in `current` (a section's recommendation record), as the decision question."""
+    proposal = Proposal.model_validate(current["proposal"])
+    return Question(
+        question_id=spec.decision_id,
+        section=spec.name,
+        kind="form",
+        title=f"{spec.title}: your decision",
+        prompt=decide_prompt(spec, proposal, current.get("pitfalls") or [], updated=_user_changed(current.get("overrides") or {}), notice=current.get("notice")),
+        options=in_shown_order(proposal.options, current.get("shown_options")),
+        default=proposal.fields,
+        fields=spec.fields,
+        error=(state.get("errors") or {}).get(spec.decision_id),
+    )
+
+
+def post_decision(state: PipelineState, spec: SectionSpec, current: dict[str, Any]) -> dict[str, Any]:
+    """The decision question, posted by the node that made the proposal: <section>_decide then asks at once."""
+    return post_question(state, decide_question(state, spec, current), node=f"{spec.name}_decide")
+
+
 def make_decide(spec: SectionSpec) -> Callable:
     node = f"{spec.name}_decide"
 
-    def decide(state: PipelineState, runtime: Runtime[Context]) -> Command:
+    # Async: reading the answer runs on the event loop; only recording it (files) goes to a thread.
+    async def decide(state: PipelineState, runtime: Runtime[Context]) -> Command:
         current = state["recommendations"][spec.name]
+        question = decide_question(state, spec, current)
         proposal = Proposal.model_validate(current["proposal"])
         overrides = current.get("overrides") or {}
         online = llm_enabled(get_context(runtime))
-        options = in_shown_order(proposal.options, current.get("shown_options"))
+        options = question.options
         shown = {"shown_options": [o.value for o in options]}
-        question = Question(
-            question_id=spec.decision_id,
-            section=spec.name,
-            kind="form",
-            title=f"{spec.title}: your decision",
-            prompt=decide_prompt(spec, proposal, current.get("pitfalls") or [], updated=_user_changed(overrides), notice=current.get("notice")),
-            options=options,
-            default=proposal.fields,
-            fields=spec.fields,
-        )
 
         def parse(raw: Any) -> tuple[str, Any]:
             if isinstance(raw, dict):  # a submitted form: every value explicit
@@ -376,7 +401,7 @@ def make_decide(spec: SectionSpec) -> Callable:
         if action == "edit":
             new_overrides = {"choice": proposal.choice_value, "edits": payload}
             return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": new_overrides}}})
-        return record(state, spec, proposal, payload, current.get("pitfalls") or [], get_context(runtime), update)
+        return await asyncio.to_thread(record, state, spec, proposal, payload, current.get("pitfalls") or [], get_context(runtime), update)
 
     decide.__name__ = node
     return decide
