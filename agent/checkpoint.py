@@ -1,8 +1,12 @@
 """The LangGraph checkpointer: langgraph-checkpoint-sqlite's SqliteSaver, in the project folder.
 
 The database is `<project>/.training-pipeline/checkpoints/checkpoints.sqlite`, in WAL mode with
-`synchronous=FULL`: a checkpoint is on disk when `put` returns, and a kill -9 or a power cut
-leaves the last committed one. Copy or move the project folder and its history goes with it.
+`synchronous=NORMAL`: a checkpoint is in the write-ahead log when `put` returns, so a killed
+process (kill -9, a closed terminal) loses nothing and the database is never left corrupt. A power
+cut may lose the last checkpoints (the log is synced at SQLite's own checkpoints, not at every
+commit), never a decision: those are in sidecar.yaml, written with fsync, and a restarted session
+takes them from there. Syncing every commit (`FULL`) cost more than the rest of an answer.
+Copy or move the project folder and its history goes with it.
 The library stores and reads; this module adds what the terminal, the tests and the LangGraph
 API server need around it:
 
@@ -83,7 +87,7 @@ class ProjectCheckpointer(SqliteSaver):
         with self._open_lock:
             if self.conn is None:
                 conn = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
-                conn.execute("PRAGMA synchronous=FULL")  # per connection: every commit reaches the disk
+                conn.execute("PRAGMA synchronous=NORMAL")  # per connection; WAL keeps commits atomic (see above)
                 self.conn = conn
 
     @contextmanager

@@ -203,10 +203,12 @@ def _extend(current: list, writes: list) -> list:
 
 
 # The two channels that grow with every answer are stored as deltas (only the new
-# writes go into each checkpoint, with a full snapshot every 50 updates), so a
-# checkpoint write costs the same after 200 answers as after 10.
-MessagesChannel = DeltaChannel(_append_messages, snapshot_frequency=50)
-AnswersChannel = DeltaChannel(_extend, snapshot_frequency=50)
+# writes go into each checkpoint, with a full snapshot now and then), so a checkpoint
+# write costs the same after 200 answers as after 10. Each run rebuilds them by reading
+# the checkpoints back to their last snapshot, whole: snapshots about every two answers
+# keep that to a handful of checkpoints (every 50 updates, it reached 45 in one session).
+MessagesChannel = DeltaChannel(_append_messages, snapshot_frequency=6)
+AnswersChannel = DeltaChannel(_extend, snapshot_frequency=3)
 # Knowledge is the largest value (tens of kB) and changes a few times a session: stored
 # whole in the checkpoints where it changes (a snapshot at every update), and not in the others.
 KnowledgeChannel = DeltaChannel(_extend, snapshot_frequency=1)
