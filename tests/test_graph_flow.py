@@ -368,3 +368,41 @@ def test_write_artifacts_twice_is_byte_identical_and_keeps_unknown_keys(loop, kn
 def test_decisions_are_dated_by_the_context(finished):
     _, _, values = finished
     assert {d["date"] for d in values["decisions"].values()} == {TODAY}
+
+
+# --- steps per answer ------------------------------------------------------------------------------
+
+
+def nodes_run(s: Session, answer) -> list[str]:
+    """The nodes one answer ran, up to the next question (the asking node counted once)."""
+    from langgraph.types import Command
+
+    async def run() -> list[str]:
+        ran = []
+        async for update in s.app.astream(Command(resume=answer), s.config, context=s.context, stream_mode="updates"):
+            ran += [name for name in update if name != "__interrupt__"]
+        return ran
+
+    s.answers.append(answer)
+    return s.loop.run_until_complete(run())
+
+
+def test_a_section_answer_runs_two_nodes_before_the_next_question(loop, knowledge, project_copy):
+    """The node before a question posts it, so each answer is: its node, the next one, then the
+    next question asks at once (not a run to post it and another to ask). An invalid answer is
+    asked again at once, with its error, in the chat."""
+    s = session(loop, knowledge, project_copy("support-bot"))
+    answer = answer_from(HAPPY)
+    payload = s.start()
+    assert payload["question_id"] == "base_model.constraints"
+    assert nodes_run(s, "") == ["base_model_ask"]  # invalid: the same question, once
+    assert s.pending()["error"] and s.values()["messages"][-1].content.startswith("**")
+    ran = {}
+    while (payload := s.pending())["question_id"] != "infrastructure.decision":
+        ran[payload["question_id"]] = nodes_run(s, answer(payload))
+    for section, asked in zip(SECTIONS, SECTION_ORDER_ASKS[0::2]):
+        assert ran[asked] == [f"{section}_ask", f"{section}_recommend"], (asked, ran[asked])
+    for before, after in zip(SECTIONS, SECTIONS[1:]):
+        assert ran[f"{before}.decision"] == [f"{before}_decide", after], ran[f"{before}.decision"]
+    asking = s.values()["asking"]
+    assert asking["node"] == "infrastructure_decide" and asking["question_id"] == "infrastructure.decision"
