@@ -155,6 +155,19 @@ def _session_modules() -> tuple[Any, Any, Any, Any]:
 
 
 async def chat(args: argparse.Namespace) -> int:
+    from agent.knowledge.spawn import embedded_configured, start_embedded
+
+    # First of all, the embedded knowledge server (when the settings leave it at that): its start-up
+    # runs on the other core while this process imports what the first question needs.
+    started = await start_embedded() if embedded_configured() else None
+    try:
+        return await _chat(args, started)
+    finally:
+        if started is not None:  # normally ended with its session already; not if the chat stopped first
+            await started.stop()
+
+
+async def _chat(args: argparse.Namespace, started: Any) -> int:
     from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
     from agent.lock import ProjectLock
     from agent.prompts import preload
@@ -172,18 +185,17 @@ async def chat(args: argparse.Namespace) -> int:
     saver = None
     try:
         config = KnowledgeConfig.load()
-        async with KnowledgeClient(config) as knowledge:
-            # The first question needs both the knowledge server (a child process for the embedded
-            # one) and the graph's modules: the server starts while this process imports them.
-            starting = asyncio.create_task(knowledge.start())
-            builder, ProjectCheckpointer, context_from_args, mode_description = await asyncio.to_thread(_session_modules)
+        async with KnowledgeClient(config, started=started) as knowledge:
+            # The first question needs both the knowledge session and the graph's modules: the
+            # session opens (over the server started above) while this process imports them.
+            await knowledge.start()
+            builder, ProjectCheckpointer, context_from_args, mode_description = _session_modules()
             saver = ProjectCheckpointer(project)
             app = builder.compile(checkpointer=saver)
             context = context_from_args(args.offline, args.model, args.base_url, knowledge, project_dir=str(project))
             console.print(f"[dim]{escape_markup(mode_description(context))}[/dim]")
             recorder = _recorder(args.record, project, context, config) if args.record else None
             session = ChatSession(app, context, str(project), recorder=recorder)
-            await starting
             return await session.run()
     except ProjectError as exc:
         console.print(f"[red]{escape_markup(exc)}[/red]")

@@ -29,7 +29,7 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from agent.knowledge.models import IDLE_EXIT_ENV
+from agent.knowledge.spawn import IDLE_EXIT_ENV
 from agent.knowledge.store import KnowledgeBase, default_knowledge_base
 
 API_KEY_ENV = "KNOWLEDGE_MCP_SERVER_API_KEY"
