@@ -135,10 +135,14 @@ def _stopped(project: str) -> int:
     return 0
 
 
+AFTER_PROMPT_S = 0.25  # the prompt is on screen well within this; nobody has answered yet
+
+
 def collect_while_reading() -> None:
     """Turn the collector back on after start-up (see main), without making anyone wait for it:
-    one full pass runs beside the prompt (the reading thread holds no lock while it waits), then
-    what survived start-up is frozen, so that later passes skip the long-lived objects."""
+    one full pass runs while the user reads the first question (input() holds no lock while it
+    waits), then what survived start-up is frozen, so that later passes skip the long-lived objects.
+    The pass holds the interpreter: it starts once the prompt is on screen, not before it."""
     if gc.isenabled():
         return
 
@@ -147,7 +151,9 @@ def collect_while_reading() -> None:
         gc.freeze()
         gc.enable()
 
-    threading.Thread(target=collect, name="collect-after-start", daemon=True).start()
+    timer = threading.Timer(AFTER_PROMPT_S, collect)
+    timer.daemon = True
+    timer.start()
 
 
 def read_line(prompt: str) -> str:
