@@ -6,6 +6,7 @@ which server answers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,8 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from mcp.client.stdio import get_default_environment
 
 from agent.demo import init_demo
+from agent.knowledge.catalog import queries_for
+from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
+from agent.knowledge.spawn import IDLE_EXIT_ENV, server_environment, start_embedded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +49,14 @@ def watched(start_embedded):
     return start
 
 
+def watched_render(render_question):
+    def render(payload, *args, **kwargs):
+        seen.setdefault("question", payload.get("question_id"))
+        return render_question(payload, *args, **kwargs)
+
+    return render
+
+
 def first_prompt(prompt):
     ps = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(os.getpid())],
                         capture_output=True, text=True).stdout
@@ -57,6 +70,7 @@ def first_prompt(prompt):
 if spawn is not None:
     spawn.start_embedded = watched(spawn.start_embedded)
 cli.read_line = first_prompt
+cli.render_question = watched_render(cli.render_question)
 sys.exit(cli.main(["chat", "--project", project, "--offline"]))
 '''
 
@@ -87,8 +101,9 @@ def at_first_question(tmp_path_factory) -> dict:
 
 
 def test_the_first_question_is_reached(at_first_question):
-    modules = set(at_first_question["modules"])
-    assert {"graph", "agent.nodes.sections", "agent.knowledge.client"} <= modules
+    # After the knowledge stage: had a query failed, the chat would ask whether to retry first.
+    assert at_first_question["question"] == "base_model.constraints"
+    assert {"graph", "agent.nodes.sections", "agent.knowledge.client"} <= set(at_first_question["modules"])
 
 
 @pytest.mark.parametrize("name", NOT_AT_START)
@@ -105,3 +120,37 @@ def test_the_knowledge_server_starts_before_the_heavy_imports(at_first_question)
 def test_the_session_runs_over_the_server_started_first(at_first_question):
     # One server, the early one: the MCP session was opened over it rather than over a second one.
     assert at_first_question["servers"] == [at_first_question.get("started_pid")]
+
+
+def test_an_early_server_gets_the_environment_the_mcp_client_would_give_it():
+    env = server_environment(600)
+    assert env[IDLE_EXIT_ENV] == "600"
+    assert {k: v for k, v in env.items() if k not in (IDLE_EXIT_ENV, "PYTHONPATH")} == get_default_environment()
+
+
+def test_an_early_server_answers_queries_and_leaves_with_its_client():
+    async def session() -> tuple[list, int | None]:
+        started = await start_embedded()
+        assert started is not None
+        async with KnowledgeClient(KnowledgeConfig(), started=started) as client:
+            records = await client.run(queries_for("consult_knowledge"))
+        return records, started.process.returncode
+
+    records, returncode = asyncio.run(session())
+    assert records and all(r.error is None and r.items for r in records)
+    assert returncode is not None  # shut down with the session, not left behind
+
+
+def test_an_early_server_is_ended_when_the_settings_name_another():
+    async def session() -> tuple[str | None, int | None]:
+        started = await start_embedded()
+        assert started is not None
+        # A different idle limit means different settings: the client starts its own server.
+        async with KnowledgeClient(KnowledgeConfig(idle_exit_s=0), started=started) as client:
+            record = (await client.run(queries_for("consult_knowledge")[:1]))[0]
+            returncode = started.process.returncode
+        return record.error, returncode
+
+    error, returncode = asyncio.run(session())
+    assert error is None
+    assert returncode is not None  # the early one was ended before the query ran
