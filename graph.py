@@ -21,6 +21,8 @@ so the whole shape is visible in one place.
     menu --C--> verify_sidecar -> handoff -> END
 """
 
+from typing import Any
+
 from langgraph.graph import END, START, StateGraph
 
 from agent.context import Context
@@ -34,33 +36,41 @@ from agent.state import PipelineInput, PipelineState
 
 builder = StateGraph(PipelineState, context_schema=Context, input_schema=PipelineInput)
 
+
+def add_node(name: str, node: Any, **kwargs: Any) -> None:
+    # Every node reads the whole state. Named here, LangGraph need not infer it from each node's
+    # first parameter, which evaluates PipelineState's annotated fields again for every node: a
+    # tenth of the terminal chat's start-up.
+    builder.add_node(name, node, input_schema=PipelineState, **kwargs)
+
+
 # Seed: skip handling, sections 1 and 2.
 # load_project goes back to the question a thread was waiting at (a chat message answers it), or
 # ends with a reply when a chat has not named a usable project folder.
-builder.add_node("load_project", load_project)
+add_node("load_project", load_project)
 # A restarted thread that had the welcome and the knowledge stage goes on with its open sections.
-builder.add_node("check_skip", check_skip)
-builder.add_node("ask_architecture", ask_architecture)
-builder.add_node("write_skip_record", write_skip_record)
-builder.add_node("welcome", welcome)
-builder.add_node("consult_knowledge", consult_knowledge)
-builder.add_node("consult_retry", consult_retry)
-builder.add_node("synthesize", synthesize)
+add_node("check_skip", check_skip)
+add_node("ask_architecture", ask_architecture)
+add_node("write_skip_record", write_skip_record)
+add_node("welcome", welcome)
+add_node("consult_knowledge", consult_knowledge)
+add_node("consult_retry", consult_retry)
+add_node("synthesize", synthesize)
 
 # Seed sections 3 to 8: four nodes per decision (see agent/nodes/sections.py).
 # Every other node names where it may go in its `Command[Literal[...]]` return annotation; these are
 # made by a factory per section, whose targets depend on the section, so they pass `destinations=`.
 for name, node, destinations in section_nodes():
-    builder.add_node(name, node, destinations=destinations)
+    add_node(name, node, destinations=destinations)
 
 # Seed sections 9 to 12: artifacts, sidecar, the menu, and the hand-off.
-builder.add_node("write_artifacts", write_artifacts)
-builder.add_node("menu", menu)
-builder.add_node("revisit", revisit)
-builder.add_node("progress", progress)
-builder.add_node("answer_question", answer_question)
-builder.add_node("verify_sidecar", verify_sidecar)
-builder.add_node("handoff", handoff)
+add_node("write_artifacts", write_artifacts)
+add_node("menu", menu)
+add_node("revisit", revisit)
+add_node("progress", progress)
+add_node("answer_question", answer_question)
+add_node("verify_sidecar", verify_sidecar)
+add_node("handoff", handoff)
 
 builder.add_edge(START, "load_project")
 builder.add_edge("welcome", "consult_knowledge")

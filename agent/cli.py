@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import re
 import signal
 import sys
@@ -94,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "chat":
         from agent.prompts import PromptError
 
+        # Start-up creates some 200,000 objects and keeps nearly all of them (modules, schemas):
+        # the collector's full passes over them cost a fifth of the wait for the first question.
+        # It comes back on while the user reads that question (collect_while_reading).
+        gc.disable()
         try:
             return asyncio.run(chat(args))
         except KeyboardInterrupt:
@@ -101,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         except PromptError as exc:  # at start: the prompts are read when the graph is imported
             console.print(f"[red]{exc}[/red]")
             return 2
+        finally:
+            gc.enable()
     return 2
 
 
@@ -128,6 +135,27 @@ def _stopped(project: str) -> int:
     return 0
 
 
+AFTER_PROMPT_S = 0.25  # the prompt is on screen well within this; nobody has answered yet
+
+
+def collect_while_reading() -> None:
+    """Turn the collector back on after start-up (see main), without making anyone wait for it:
+    one full pass runs while the user reads the first question (input() holds no lock while it
+    waits), then what survived start-up is frozen, so that later passes skip the long-lived objects.
+    The pass holds the interpreter: it starts once the prompt is on screen, not before it."""
+    if gc.isenabled():
+        return
+
+    def collect() -> None:
+        gc.collect()
+        gc.freeze()
+        gc.enable()
+
+    timer = threading.Timer(AFTER_PROMPT_S, collect)
+    timer.daemon = True
+    timer.start()
+
+
 def read_line(prompt: str) -> str:
     """input(), where one Ctrl-C stops at once.
 
@@ -149,12 +177,25 @@ def _session_modules() -> tuple[Any, Any, Any, Any]:
     """What a session needs besides the knowledge client: imported while its server starts."""
     from agent.checkpoint import ProjectCheckpointer
     from agent.llm import context_from_args, mode_description
-    from graph import builder
+    from graph import graph
 
-    return builder, ProjectCheckpointer, context_from_args, mode_description
+    return graph, ProjectCheckpointer, context_from_args, mode_description
 
 
 async def chat(args: argparse.Namespace) -> int:
+    from agent.knowledge.spawn import embedded_configured, start_embedded
+
+    # First of all, the embedded knowledge server (when the settings leave it at that): its start-up
+    # runs on the other core while this process imports what the first question needs.
+    started = await start_embedded() if embedded_configured() else None
+    try:
+        return await _chat(args, started)
+    finally:
+        if started is not None:  # normally ended with its session already; not if the chat stopped first
+            await started.stop()
+
+
+async def _chat(args: argparse.Namespace, started: Any) -> int:
     from agent.knowledge.client import KnowledgeClient, KnowledgeConfig
     from agent.lock import ProjectLock
     from agent.prompts import preload
@@ -172,13 +213,13 @@ async def chat(args: argparse.Namespace) -> int:
     saver = None
     try:
         config = KnowledgeConfig.load()
-        async with KnowledgeClient(config) as knowledge:
-            # The first question needs both the knowledge server (a child process for the embedded
-            # one) and the graph's modules: the server starts while this process imports them.
+        async with KnowledgeClient(config, started=started) as knowledge:
+            # The first question needs both the knowledge session and the graph's modules: the
+            # session opens (over the server started above) while this process imports them.
             starting = asyncio.create_task(knowledge.start())
-            builder, ProjectCheckpointer, context_from_args, mode_description = await asyncio.to_thread(_session_modules)
+            graph, ProjectCheckpointer, context_from_args, mode_description = await asyncio.to_thread(_session_modules)
             saver = ProjectCheckpointer(project)
-            app = builder.compile(checkpointer=saver)
+            app = graph.copy(update={"checkpointer": saver})  # the compiled graph, not a second compile
             context = context_from_args(args.offline, args.model, args.base_url, knowledge, project_dir=str(project))
             console.print(f"[dim]{escape_markup(mode_description(context))}[/dim]")
             recorder = _recorder(args.record, project, context, config) if args.record else None
@@ -309,6 +350,7 @@ class ChatSession:
     def _read_answer(self, payload: dict) -> Any:
         seen = self._seen_tables.setdefault(payload.get("question_id") or "", set())
         render_question(payload, seen)
+        collect_while_reading()
         text = read_line("> ")
         while text.strip() == SHOW_AGAIN:
             render_question(payload, set())

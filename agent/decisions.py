@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from agent import sidecar
-from agent.artifacts.writer import write_phase_artifacts
 from agent.planning.constraints import from_decisions
 from agent.planning.pitfalls import check_pitfalls
 from agent.planning.plan import try_plan
@@ -35,6 +34,8 @@ def write_phase(state: PipelineState, root: str) -> list[str]:
     pitfalls = [p.model_dump(mode="json") for p in check_pitfalls(decisions, state.get("project"))]
     gpu = from_decisions(decisions, state.get("project")).gpu_spec
     estimate = try_plan(fields, gpu=gpu) if {"base_model", "peft"} <= set(fields) else None
+    from agent.artifacts.writer import write_phase_artifacts  # not needed before the first answers: off the chat's start-up
+
     written = write_phase_artifacts(
         root,
         decisions,

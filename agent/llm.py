@@ -12,17 +12,18 @@ import asyncio
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
 from agent.context import Context
 from agent.loop_cache import LoopCache, running_loop
 from agent.prompts import preload, render
 from agent.sanitize import sanitize_data
+
+if TYPE_CHECKING:  # only a model run needs the chat-model classes: kept off the offline start-up
+    from langchain_core.language_models import BaseChatModel
 
 DEFAULT_MODEL = "gpt-4o-mini"
 MODEL_ENV = "TRAINING_PIPELINE_MODEL"
@@ -297,6 +298,8 @@ class Facilitator:
         `check` turns the parsed object into the caller's value and raises ValueError
         (a pydantic ValidationError is one) when it cannot be used.
         """
+        from langchain_core.utils.function_calling import convert_to_openai_tool  # model runs only
+
         runnable = self.model.with_structured_output(schema, method="function_calling", include_raw=True)
         schema_chars = len(json.dumps(convert_to_openai_tool(schema), ensure_ascii=False))
         messages: list[BaseMessage] = [SystemMessage(self.system), HumanMessage(prompt)]

@@ -12,8 +12,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+from agent import yamlio
 
 # peft's shorthand that selects every linear layer except the output head.
 ALL_LINEAR = "all-linear"
@@ -62,7 +63,7 @@ def _data_text() -> str:
 
 @lru_cache(maxsize=1)
 def _catalog() -> tuple[ModelSpec, ...]:
-    raw = yaml.safe_load(_data_text())
+    raw = yamlio.load(_data_text())  # libyaml: the first question shows the catalogue
     licenses: dict = raw["licenses"]
     specs = []
     for entry in raw["models"]:

@@ -261,10 +261,12 @@ async def knowledge_stage(client: KnowledgeClient, repeats: int) -> tuple[float,
     return statistics.median(together), statistics.median(slowest)
 
 
-# What the first question needs from the declared dependencies (no OpenAI client: offline).
+# What the first question needs from the declared dependencies (no OpenAI client: offline). The
+# SQLite saver is among them: the run is checkpointed in the project before the question is shown.
 FIRST_QUESTION_IMPORTS = (
-    "langgraph.graph", "langgraph.types", "langgraph.checkpoint.base", "langchain_core.messages",
-    "langchain_mcp_adapters.client", "mcp", "pydantic", "yaml", "rich.console", "rich.markdown", "rich.panel",
+    "langgraph.graph", "langgraph.types", "langgraph.checkpoint.base", "langgraph.checkpoint.sqlite",
+    "langchain_core.messages", "langchain_mcp_adapters.client", "mcp", "pydantic", "yaml",
+    "rich.console", "rich.markdown", "rich.panel",
 )
 
 

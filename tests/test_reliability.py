@@ -113,15 +113,15 @@ def test_a_corrupt_config_template_is_caught(loop, warm, tmp_path, monkeypatch):
 
 
 def test_a_write_outside_the_project_is_caught(loop, warm, tmp_path, monkeypatch):
-    import agent.decisions as decisions
+    import agent.artifacts.writer as writer  # agent.decisions imports it when it writes
 
-    write = decisions.write_phase_artifacts
+    write = writer.write_phase_artifacts
 
     def leaky(project_dir, *args, **kwargs):
         (Path(project_dir).parent / "stray.md").write_text("x")
         return write(project_dir, *args, **kwargs)
 
-    monkeypatch.setattr(decisions, "write_phase_artifacts", leaky)
+    monkeypatch.setattr(writer, "write_phase_artifacts", leaky)
     outcome = run(loop, warm, tmp_path, SUPPORT_BOT)
     assert any("written outside the project" in v and "stray.md" in v for v in outcome.violations), outcome.report()
 

@@ -6,9 +6,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from agent import yamlio
 from agent.knowledge.models import FILTER_TOOLS, VOCABULARY
 from agent.state import SECTIONS
 
@@ -86,8 +86,7 @@ class CatalogQuery(BaseModel):
 
 @lru_cache(maxsize=4)
 def _load(path: Path) -> tuple[CatalogQuery, ...]:
-    with path.open(encoding="utf-8") as f:
-        raw = yaml.safe_load(f) or []
+    raw = yamlio.load(path.read_text(encoding="utf-8")) or []  # libyaml: read on the way to the first question
     queries = tuple(CatalogQuery.model_validate(entry) for entry in raw)
     ids = [q.id for q in queries]
     dupes = sorted({i for i in ids if ids.count(i) > 1})

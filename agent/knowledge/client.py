@@ -12,30 +12,24 @@ import hashlib
 import json
 import os
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from mcp.client.stdio import get_default_environment
 from mcp.types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.knowledge.catalog import FILTER_LIMIT, SEARCH_LIMIT, CatalogQuery
 from agent.knowledge.connection import KnowledgeError, Session, StatusLog, explain_open_failure, is_disconnect
-from agent.knowledge.models import IDLE_EXIT_ENV, MAX_ITEMS, EmptyItem, KnowledgeItem, QueryRecord, normalize
+from agent.knowledge.models import MAX_ITEMS, EmptyItem, KnowledgeItem, QueryRecord, normalize
 from agent.knowledge.ranking import select
+from agent.knowledge.spawn import DEFAULT_IDLE_EXIT_S, StartedServer, embedded_command, server_environment
 from agent.redact import redact_text, redact_url
 from agent.sanitize import sanitize, sanitize_data
 
 TOP_N = 5
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the `agent` package
 _TRANSPORT_ALIASES = {"streamable-http": "streamable_http", "http": "streamable_http"}
-
-
-def _default_command() -> list[str]:
-    return [sys.executable, "-m", "agent.knowledge.server", "--transport", "stdio"]
 
 
 class KnowledgeConfig(BaseModel):
@@ -47,10 +41,10 @@ class KnowledgeConfig(BaseModel):
     url: str | None = None
     api_key: str | None = None
     timeout_s: float = Field(default=15, gt=0, le=600)
-    command: list[str] = Field(default_factory=_default_command, min_length=1)
+    command: list[str] = Field(default_factory=embedded_command, min_length=1)
     # A stdio server we start leaves after this long without a call (0: never); we reconnect on
     # the next call. It keeps servers from outliving event loops that closed without cleanup.
-    idle_exit_s: float = Field(default=600, ge=0)
+    idle_exit_s: float = Field(default=DEFAULT_IDLE_EXIT_S, ge=0)
 
     @field_validator("transport", mode="before")
     @classmethod
@@ -98,9 +92,11 @@ class KnowledgeConfig(BaseModel):
 class KnowledgeClient:
     """One session per client, opened on first use; `async with` or `await aclose()` to end it."""
 
-    def __init__(self, config: KnowledgeConfig | None = None, top_n: int = TOP_N):
+    def __init__(self, config: KnowledgeConfig | None = None, top_n: int = TOP_N, started: StartedServer | None = None):
         self.config = config or KnowledgeConfig()
         self.top_n = top_n
+        # An embedded server started early (agent.knowledge.spawn): the first session opens over it.
+        self._started = started
         self._session: Session | None = None
         self._open_failure: str | None = None
         self._lock: asyncio.Lock | None = None
@@ -117,6 +113,9 @@ class KnowledgeClient:
     async def aclose(self) -> None:
         session, closing = self._session, set(self._closing)
         self._session = None
+        if self._started is not None:  # started early, never used
+            started, self._started = self._started, None
+            await started.stop()
         if self._loop is not asyncio.get_running_loop():
             return  # those belonged to a loop that is gone; asyncio.run closed them on its way out
         if session is not None:
@@ -257,7 +256,7 @@ class KnowledgeClient:
             statuses = StatusLog()
             session = None
             try:
-                session = Session(self._connection(statuses))
+                session = await self._new_session(statuses)
                 await session.open(self.config.timeout_s)
             except KnowledgeError as e:
                 self._open_failure = str(e)
@@ -295,12 +294,19 @@ class KnowledgeClient:
             self._loop, self._lock = loop, asyncio.Lock()
             self._session, self._closing = None, set()
 
+    async def _new_session(self, statuses: StatusLog) -> Session:
+        started, self._started = self._started, None  # used once: a reconnect starts a new server
+        if started is not None:
+            c = self.config
+            if c.transport == "stdio" and c.command == started.command and c.idle_exit_s == started.idle_exit_s:
+                return Session.over_process(started)
+            await started.stop()  # started for settings that turned out otherwise
+        return Session.to(self._connection(statuses))
+
     def _connection(self, statuses: StatusLog) -> dict[str, Any]:
         c = self.config
         if c.transport == "stdio":
-            env = get_default_environment()
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
-            env[IDLE_EXIT_ENV] = f"{c.idle_exit_s:g}"
+            env = server_environment(c.idle_exit_s)
             return {"transport": "stdio", "command": c.command[0], "args": c.command[1:], "env": env}
         if not c.url:
             raise KnowledgeError(f"no URL for the {c.transport} transport: set KNOWLEDGE_MCP_URL")

@@ -9,14 +9,20 @@ whole life; callers only borrow `ClientSession.call_tool`.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, AsyncContextManager
 
+import anyio
 import httpx
 from langchain_mcp_adapters.client import MultiServerMCPClient
+from mcp import ClientSession
 from mcp.shared.exceptions import McpError
-from mcp.types import CallToolResult
+from mcp.shared.message import SessionMessage
+from mcp.types import CallToolResult, JSONRPCMessage
 
+from agent.knowledge.spawn import StartedServer
 from agent.redact import redact_text
 
 SERVER = "knowledge"
@@ -45,13 +51,24 @@ class StatusLog:
 class Session:
     """An MCP session owned by a background task, opened once and closed on demand."""
 
-    def __init__(self, connection: dict[str, Any]):
-        self._client = MultiServerMCPClient({SERVER: connection})  # type: ignore[dict-item]
+    def __init__(self, connect: Callable[[], AsyncContextManager[ClientSession]]):
+        self._connect = connect  # opens and initializes the MCP session
         self._session: Any = None
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
+
+    @classmethod
+    def to(cls, connection: dict[str, Any]) -> "Session":
+        """A session the MCP adapters open (for stdio, starting the server process themselves)."""
+        client = MultiServerMCPClient({SERVER: connection})  # type: ignore[dict-item]
+        return cls(lambda: client.session(SERVER))
+
+    @classmethod
+    def over_process(cls, server: StartedServer) -> "Session":
+        """A session with an embedded server process started earlier (see agent.knowledge.spawn)."""
+        return cls(lambda: _initialized(server))
 
     @property
     def alive(self) -> bool:
@@ -74,7 +91,7 @@ class Session:
 
     async def _own(self) -> None:
         try:
-            async with self._client.session(SERVER) as session:
+            async with self._connect() as session:
                 self._session = session
                 self._ready.set()
                 await self._stop.wait()
@@ -103,6 +120,71 @@ class Session:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+PROCESS_EXIT_GRACE_S = 2.0  # as the MCP SDK's stdio client: then SIGTERM, then SIGKILL
+
+
+@contextlib.asynccontextmanager
+async def _initialized(server: StartedServer) -> AsyncIterator[ClientSession]:
+    async with _process_streams(server.process) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+@contextlib.asynccontextmanager
+async def _process_streams(process: asyncio.subprocess.Process) -> AsyncIterator[tuple[Any, Any]]:
+    """MCP's stdio transport over a process already running: one JSON-RPC message a line each
+    way, and the SDK's shutdown (close the server's stdin, wait, then terminate)."""
+    assert process.stdout is not None and process.stdin is not None
+    stdout, stdin = process.stdout, process.stdin
+    incoming_writer, incoming = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    outgoing, outgoing_reader = anyio.create_memory_object_stream[SessionMessage](0)
+
+    async def read_server() -> None:
+        decoder, buffer = codecs.getincrementaldecoder("utf-8")(), ""
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            async with incoming_writer:
+                while chunk := await stdout.read(65536):
+                    *lines, buffer = (buffer + decoder.decode(chunk)).split("\n")
+                    for line in lines:
+                        try:
+                            message: SessionMessage | Exception = SessionMessage(JSONRPCMessage.model_validate_json(line))
+                        except Exception as exc:  # noqa: BLE001 - handed to the session, as the SDK does
+                            message = exc
+                        await incoming_writer.send(message)
+
+    async def write_server() -> None:
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError, ConnectionError):
+            async with outgoing_reader:
+                async for sent in outgoing_reader:
+                    stdin.write((sent.message.model_dump_json(by_alias=True, exclude_none=True) + "\n").encode())
+                    await stdin.drain()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(read_server)
+        tasks.start_soon(write_server)
+        try:
+            yield incoming, outgoing
+        finally:
+            with contextlib.suppress(Exception):
+                stdin.close()
+            try:
+                with anyio.fail_after(PROCESS_EXIT_GRACE_S):
+                    await process.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.terminate()
+                try:
+                    with anyio.fail_after(PROCESS_EXIT_GRACE_S):
+                        await process.wait()
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                    await process.wait()
+            for stream in (incoming, outgoing, incoming_writer, outgoing_reader):
+                await stream.aclose()
+            tasks.cancel_scope.cancel()
 
 
 def leaves(exc: BaseException) -> list[BaseException]:

@@ -19,8 +19,6 @@ VOCABULARY: tuple[str, ...] = ("rag", "fine-tuning", "embeddings", "llm", "promp
 FILTER_TOOLS = {"get_decisions": "decision", "get_patterns": "pattern",
                 "get_warnings": "warning", "get_methodologies": "methodology"}
 TOOLS = ("search_knowledge", *FILTER_TOOLS, "list_sources", "compare_sources")
-# Our client asks the embedded stdio servers it starts to leave after this many idle seconds.
-IDLE_EXIT_ENV = "KNOWLEDGE_MCP_SERVER_IDLE_EXIT"
 
 
 class _Contract(BaseModel):

@@ -29,7 +29,7 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from agent.knowledge.models import IDLE_EXIT_ENV
+from agent.knowledge.spawn import IDLE_EXIT_ENV
 from agent.knowledge.store import KnowledgeBase, default_knowledge_base
 
 API_KEY_ENV = "KNOWLEDGE_MCP_SERVER_API_KEY"
@@ -126,7 +126,8 @@ def build_server(api_key: str | None = None, *, host: str = "127.0.0.1", port: i
     """The server with its seven tools; HTTP apps built from it require `api_key` if given.
 
     The knowledge base loads on the first tool call, not here: a stdio client waits for
-    our start-up, and the import of the MCP SDK alone takes most of the time budget.
+    our start-up, and the import of the MCP SDK alone takes most of the time budget
+    (`serve` loads it beside the stdio handshake).
     """
     store = (lambda: kb) if kb is not None else default_knowledge_base
     mcp = KnowledgeServer(
@@ -248,10 +249,25 @@ def serve(transport: str, host: str = "127.0.0.1", port: int = 8765, api_key: st
         path = "/mcp" if transport == "streamable-http" else "/mcp (GET) and /mcp/messages/ (POST)"
         guard = ", X-API-Key required" if api_key else ""
         print(f"knowledge server: {transport} on http://{host}:{port}{path}{guard}", file=sys.stderr, flush=True)
+    else:
+        _load_beside_handshake()
     idle = float(os.environ.get(IDLE_EXIT_ENV) or 0)
     if transport == "stdio" and idle > 0:
         _exit_when_idle(server, idle)
     server.run(transport)  # type: ignore[arg-type]
+
+
+def _load_beside_handshake() -> None:
+    """Load the knowledge base in the background: the handshake does not wait for it, and a client
+    that started us ahead of its first query (the terminal chat) finds it loaded. A failure is left
+    to the first tool call, which loads again and reports it."""
+    def load() -> None:
+        try:
+            default_knowledge_base()
+        except Exception:  # noqa: BLE001 - reported by the first tool call
+            pass
+
+    threading.Thread(target=load, name="load-knowledge", daemon=True).start()
 
 
 def _exit_when_idle(server: KnowledgeServer, idle_s: float) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from agent import sidecar
-from agent.artifacts.writer import write_skip_artifacts
 from agent.context import Context, get_context, project_folder
 from agent.decisions import sidecar_entry, write_phase
 from agent.nodes.common import say
@@ -37,6 +36,8 @@ def write_artifacts(state: PipelineState, runtime: Runtime[Context] | None = Non
 
 
 def write_skip_record(state: PipelineState, runtime: Runtime[Context]) -> dict[str, Any]:
+    from agent.artifacts.writer import write_skip_artifacts  # off the chat's start-up, like write_phase's
+
     root = project_folder(state, get_context(runtime))
     written = write_skip_artifacts(root)
     sidecar.mark_phase_skipped(root)
