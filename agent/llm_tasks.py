@@ -49,9 +49,20 @@ def resolve_ids(cited: list[str], known: dict[str, dict[str, Any]]) -> list[str]
     return out
 
 
+def short_ids(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Each item's id as the model is shown it: the 8-character prefix users see, which
+    resolve_ids maps back, or the whole id where two items share that prefix."""
+    ids = set(known_items(records))
+    prefixes: dict[str, int] = {}
+    for i in ids:
+        prefixes[i[:8]] = prefixes.get(i[:8], 0) + 1
+    return {i: i[:8] if len(i) > 8 and prefixes[i[:8]] == 1 else i for i in ids}
+
+
 def knowledge_block(records: list[dict[str, Any]], per_record: int = 3, limit: int = 6) -> str:
     lines: list[str] = []
     seen: set[str] = set()
+    shown = short_ids(records)
     for rec in records:
         if len(seen) >= limit:  # the best few are enough to ground a proposal; more only costs tokens
             break
@@ -63,7 +74,7 @@ def knowledge_block(records: list[dict[str, Any]], per_record: int = 3, limit: i
             if len(body) > BODY_CHARS:
                 body = body[: BODY_CHARS - 1] + "…"
             source = item.get("source_title") or "source not named"
-            lines.append(f"- id `{item['id']}` ({item.get('type', 'item')}) **{item['title']}**: {body} (source: {source})")
+            lines.append(f"- id `{shown[item['id']]}` ({item.get('type', 'item')}) **{item['title']}**: {body} (source: {source})")
     return "\n".join(lines) or "- (nothing was found)"
 
 

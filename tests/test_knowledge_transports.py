@@ -30,8 +30,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(transport: str, api_key: str | None = None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+def start(transport: str, api_key: str | None = None, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    port = port or free_port()
     cmd = [sys.executable, "-m", "agent.knowledge.server", "--transport", transport, "--port", str(port)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("KNOWLEDGE_MCP_SERVER_API_KEY", None)
@@ -48,7 +48,7 @@ def wait_ready(proc: subprocess.Popen, base: str, deadline_s: float = 20) -> Non
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
         try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{base}/health", timeout=seconds(1)).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -81,7 +81,7 @@ def servers():
 
 
 def config(transport: str, base: str, api_key: str | None = None) -> KnowledgeConfig:
-    return KnowledgeConfig(transport=transport, url=f"{base}/mcp", api_key=api_key, timeout_s=10)  # fixed: the restart test below fails with a longer call timeout
+    return KnowledgeConfig(transport=transport, url=f"{base}/mcp", api_key=api_key, timeout_s=seconds(10))
 
 
 async def exercise(cfg: KnowledgeConfig) -> None:
@@ -168,24 +168,32 @@ def test_one_client_across_event_loops():
     assert first.items and second.items
 
 
-async def test_http_server_restart_mid_session_reconnects():
-    """A remote server that restarts forgets our session; the client opens a new one, once."""
-    proc, base = start("streamable-http")
-    port = base.rsplit(":", 1)[1]
+def every_stage_query() -> list:
+    from agent.state import SECTIONS
+
+    return [q for stage in ("consult_knowledge", *SECTIONS) for q in queries_for(stage)]
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+async def test_http_server_restart_mid_session_reconnects(transport):
+    """A remote server that restarts forgets our session; the client opens a new one, and every
+    call in flight on the old one (all stages' queries at once) retries on it rather than waiting
+    out the call timeout."""
+    proc, base = start(transport)
+    port = int(base.rsplit(":", 1)[1])
     try:
         wait_ready(proc, base)
-        async with KnowledgeClient(config("streamable_http", base)) as client:
-            before = (await client.run(queries_for("training_data")))[0]
+        async with KnowledgeClient(config(transport.replace("-", "_"), base)) as client:
+            before = await client.run(every_stage_query())
             stop(proc)
-            proc = subprocess.Popen([sys.executable, "-m", "agent.knowledge.server", "--transport", "streamable-http",
-                                     "--port", port], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc, _ = start(transport, port=port)
             wait_ready(proc, base)
-            after = (await client.run(queries_for("training_data")))[0]
+            after = await client.run(every_stage_query())
     finally:
         stop(proc)
-    assert before.error is None and after.error is None
-    assert after.result_ids == before.result_ids
+    assert [r.error for r in before] == [None] * len(before)
+    assert [r.error for r in after] == [None] * len(after)
+    assert [r.result_ids for r in after] == [r.result_ids for r in before]
 
 
 @pytest.mark.parametrize("name", ["streamable_http", "sse"])
@@ -249,7 +257,7 @@ def test_kb_serve_beyond_loopback_with_a_key_or_insecure_serves(extra, env_key, 
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, base, deadline_s=60)
-        guarded = httpx.post(f"{base}/mcp", json={}, timeout=10).status_code == 401
+        guarded = httpx.post(f"{base}/mcp", json={}, timeout=seconds(10)).status_code == 401
         assert guarded == (not expect_warning)
     finally:
         stop(proc)

@@ -103,10 +103,27 @@ class Session:
             self._session = None
 
     async def call(self, tool: str, arguments: dict[str, Any], timeout: float) -> CallToolResult:
-        session = self._session
-        if session is None or not self.alive:
+        """The tool's result; ConnectionError as soon as the session ends under the call.
+
+        A session closed by cancellation (a sibling call found the server restarted and retired
+        it) never answers the requests still in flight on it: without the race they would wait
+        out the whole call timeout instead of retrying on the new session.
+        """
+        session, owner = self._session, self._task
+        if session is None or owner is None or not self.alive:
             raise ConnectionError("the session is closed")
-        return await asyncio.wait_for(session.call_tool(tool, arguments), timeout)
+        call = asyncio.ensure_future(session.call_tool(tool, arguments))
+        try:
+            done, _ = await asyncio.wait({call, owner}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not call.done():
+                call.cancel()
+                call.add_done_callback(lambda t: t.cancelled() or t.exception())  # nobody waits for it now
+        if call in done:
+            return call.result()
+        if owner.done():
+            raise ConnectionError("the session closed during the call")
+        raise TimeoutError
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop the session and wait (bounded) for the server process or stream to shut down."""
