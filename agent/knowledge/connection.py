@@ -118,7 +118,7 @@ class Session:
         finally:
             if not call.done():
                 call.cancel()
-                call.add_done_callback(lambda t: t.cancelled() or t.exception())  # nobody waits for it now
+                await asyncio.wait({call})  # as wait_for does: the request's cleanup runs before we go on
         if call in done:
             return call.result()
         if owner.done():
