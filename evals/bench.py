@@ -373,30 +373,27 @@ async def measure(quick: bool, extra: list[Callable[[], dict[str, Any]]]) -> lis
     rows = []
     async with KnowledgeClient(KnowledgeConfig()) as client:
         warm = await fetch_all(client)
-        per_answer: list[float] = []
-        in_nodes: list[float] = []
+        # Absolute figures move from machine to machine; the ratio to a floor measured now does not.
+        # Graph overhead is compared like for like (each floor is the bare graph with the same saver),
+        # and each round runs ours and the floors one after the other, so that a machine that
+        # speeds up or slows down during the run moves both sides of a ratio alike.
+        savers = {"in-memory saver": in_memory_saver, "project checkpointer": ProjectCheckpointer}
+        totals: dict[str, list[float]] = {label: [] for label in savers}
+        nodes: dict[str, list[float]] = {label: [] for label in savers}
+        floors: dict[str, list[float]] = {label: [] for label in savers}
         for _ in range(repeats):
-            answers, _ = await timed_session(warm, 13, in_nodes)
-            per_answer += answers
+            for label, saver_for in savers.items():
+                totals[label] += (await timed_session(warm, 13, nodes[label], saver_for))[0]
+                floors[label].append(await bare_graph_overhead(13, 1, saver_for))
+        per_answer, in_nodes = totals["project checkpointer"], nodes["project checkpointer"]
         med, p95 = statistics.median(per_answer), percentile(per_answer, 95)
         rows.append(row("time per answer, median (project checkpointer; no knowledge server, no model)", med, "ms", 15, med <= 15))
         rows.append(row("time per answer, p95", p95, "ms", 50, p95 <= 50))
         rows.append(info_row("  of which in the nodes (planning, project files written with fsync), median", statistics.median(in_nodes), "ms"))
-        overhead = statistics.median([a - n for a, n in zip(per_answer, in_nodes)])
-        rows.append(info_row("  of which around them: graph overhead (LangGraph's steps, the checkpointer), median", overhead, "ms"))
-        # Absolute figures move from machine to machine; the ratio to a floor measured now does not.
-        # Graph overhead is compared like for like: each floor is the bare graph with the same saver.
-        answers_per_session = len(per_answer) // repeats
-        for label, saver_for in (("in-memory saver", in_memory_saver), ("project checkpointer", ProjectCheckpointer)):
-            if saver_for is ProjectCheckpointer:
-                ours = overhead
-            else:
-                totals, nodes = [], []
-                for _ in range(repeats):
-                    totals += (await timed_session(warm, 13, nodes, saver_for))[0]
-                ours = statistics.median([a - n for a, n in zip(totals, nodes)])
-                rows.append(info_row(f"graph overhead per answer, {label}, median", ours, "ms"))
-            floor = await bare_graph_overhead(answers_per_session, repeats, saver_for)
+        for label in savers:
+            ours = statistics.median([a - n for a, n in zip(totals[label], nodes[label])])
+            floor = statistics.median(floors[label])
+            rows.append(info_row(f"graph overhead per answer (time outside the nodes), {label}, median", ours, "ms"))
             rows.append(floor_row(f"  floor: bare LangGraph graph, interrupt/resume, {label}", floor, "ms"))
             rows.append(row(f"graph overhead per answer / bare LangGraph floor, {label}", ours / floor, "x", 3, ours / floor <= 3))
 
@@ -411,14 +408,18 @@ async def measure(quick: bool, extra: list[Callable[[], dict[str, Any]]]) -> lis
             ours, step_file, turns = await prompt_volume(warm)
             rows.append(row(f"prompt volume vs step-file agent ({ours:,} vs {step_file:,} chars, {turns} turns)", ours / step_file, "x", 0.25, ours / step_file <= 0.25))
 
-        _, puts = await timed_session(warm, 200)
-        early = statistics.median(puts[5:25])
-        late = statistics.median(puts[-40:])
-        rows.append(row("checkpoint write after 200 answers / after 10", late / early, "x", 1.5, late / early <= 1.5))
+        growth = []
+        for _ in range(1 if quick else 3):
+            _, puts = await timed_session(warm, 200)
+            growth.append(statistics.median(puts[-40:]) / statistics.median(puts[5:25]))
+        rows.append(row("checkpoint write after 200 answers / after 10", statistics.median(growth), "x", 1.5, statistics.median(growth) <= 1.5))
 
-    cold = cold_start(repeats)
+    colds, floors_s = [], []
+    for _ in range(repeats):  # alternated, as above
+        colds.append(cold_start(1))
+        floors_s.append(import_floor(1))
+    cold, floor_s = statistics.median(colds), statistics.median(floors_s)
     rows.append(row("cold start to first question", cold, "s", 2.5, cold <= 2.5))
-    floor_s = import_floor(repeats)
     rows.append(floor_row("  floor: a new Python importing the dependencies the first question needs", floor_s, "s"))
     rows.append(row("cold start / dependency import floor", cold / floor_s, "x", 1.1, cold / floor_s <= 1.1))
     replay = eval_replay_seconds()
