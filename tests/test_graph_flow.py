@@ -406,3 +406,17 @@ def test_a_section_answer_runs_two_nodes_before_the_next_question(loop, knowledg
         assert ran[f"{before}.decision"] == [f"{before}_decide", after], ran[f"{before}.decision"]
     asking = s.values()["asking"]
     assert asking["node"] == "infrastructure_decide" and asking["question_id"] == "infrastructure.decision"
+
+
+def test_a_plan_without_data_counts_says_what_it_lacks(loop, knowledge, project_copy):
+    """'One 24 GB GPU, 10 GPU hours' everywhere, every proposal accepted: the plan fits the card,
+    says its headroom as the share kept free, and asks for the example count it cannot time without."""
+    s = session(loop, knowledge, project_copy("support-bot"))
+    said = "One 24 GB GPU, 10 GPU hours"
+    s.run(answer_from({qid: said for qid in SECTION_ORDER_ASKS[0::2]}, menu=["How long will training take?"]))
+    prompts = {p["question_id"]: p["prompt"] for p in s.payloads}
+    hyper = prompts["hyperparameters.decision"]
+    assert "(the number of examples is not known yet)" in hyper and "for 0 examples" not in hyper
+    assert re.search(r"Plan check: peak [\d.]+ GB fits 1 x 24 GB GPU with 10% headroom", hyper), hyper
+    menu = [p["prompt"] for p in s.payloads if p["question_id"] == "menu"][-1]
+    assert "it needs the number of training examples (TP-003" in menu and "hyperparameters (TP-005)" not in menu

@@ -252,7 +252,12 @@ def plan_answer(question: str, fields: dict[str, dict]) -> str | None:
                 lines.append(f"Training takes roughly **{p.hours:.1f} hours** of wall-clock time on {where} "
                              f"(range {p.hours_low:.1f}-{p.hours_high:.1f}).")
             else:
-                lines.append("The plan has no time estimate yet: it needs the training data (TP-003) and hyperparameters (TP-005).")
+                data = fields.get("training_data") or {}
+                missing = [need for need, known in (
+                    ("the number of training examples (TP-003: `sft_examples` or `dpo_pairs`)", bool(data.get("sft_examples") or data.get("dpo_pairs"))),
+                    ("the hyperparameters (TP-005)", "hyperparameters" in fields),
+                ) if not known]
+                lines.append("The plan has no time estimate yet: it needs " + " and ".join(missing or ["the training data (TP-003)"]) + ".")
         elif topic == "memory":
             fit = "fits" if p.fits else "does NOT fit"
             lines.append(f"It needs about **{p.memory.total_gb:.0f} GB** of GPU memory at its peak, which {fit} {where}.")

@@ -120,7 +120,7 @@ def plan_check_lines(fitting: Fitting, gpu: GpuSpec | None, stated: Constraints)
     lines = []
     if gpu is not None and stated.gpu is not None:
         verdict = "fits" if fitting.fits else "does NOT fit"
-        lines.append(f"Plan check: peak {p.memory.total_gb:.1f} GB {verdict} {gpu_text(gpu)} with {HEADROOM:.0%} headroom "
+        lines.append(f"Plan check: peak {p.memory.total_gb:.1f} GB {verdict} {gpu_text(gpu)} with {1 - HEADROOM:.0%} headroom "
                      f"(GPUs from {source_name(stated.gpu.source)}).")
     else:
         lines.append(f"Plan check: peak {p.memory.total_gb:.1f} GB; no GPU stated, so it is sized at the infrastructure decision.")

@@ -103,10 +103,11 @@ def recommend(inputs: SectionInputs) -> Proposal:
 
     # The reasoning describes the values proposed, edits included: the record's rationale is taken from it.
     e = inputs.edits
+    how_many = f"for {n:,} examples" if n else "(the number of examples is not known yet)"
     reasoning = [
         f"Learning rate {fields['learning_rate']:g}{_yours('learning_rate', e)} for {METHOD_NAMES.get(method, method)} at "
         f"{params_b:g}B{' (DPO)' if approach == 'dpo' else ''}: the published default is {lr:g} ({lr_why}).",
-        f"Epochs: {fields['num_epochs']:g}{_yours('num_epochs', e)} for {n:,} examples (sources disagree: Unsloth 1-3, the seed "
+        f"Epochs: {fields['num_epochs']:g}{_yours('num_epochs', e)} {how_many} (sources disagree: Unsloth 1-3, the seed "
         "2-5; multi-epoch on instruction data often overfits): keep early stopping on the validation loss.",
         f"Batch: micro-batch {fields['batch_size']} x {fields['gradient_accumulation_steps']} accumulation steps = effective "
         f"{int(fields['batch_size']) * int(fields['gradient_accumulation_steps'])} per device.",
