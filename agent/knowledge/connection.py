@@ -149,6 +149,19 @@ async def _initialized(server: StartedServer) -> AsyncIterator[ClientSession]:
         yield session
 
 
+async def _end(process: asyncio.subprocess.Process) -> None:
+    """Wait for the server to leave; past each grace period, terminate it, then kill it."""
+    for stop in (process.terminate, process.kill):
+        try:
+            with anyio.fail_after(PROCESS_EXIT_GRACE_S):
+                await process.wait()
+            return
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                stop()
+    await process.wait()
+
+
 @contextlib.asynccontextmanager
 async def _process_streams(process: asyncio.subprocess.Process) -> AsyncIterator[tuple[Any, Any]]:
     """MCP's stdio transport over a process already running: one JSON-RPC message a line each
@@ -186,19 +199,7 @@ async def _process_streams(process: asyncio.subprocess.Process) -> AsyncIterator
         finally:
             with contextlib.suppress(Exception):
                 stdin.close()
-            try:
-                with anyio.fail_after(PROCESS_EXIT_GRACE_S):
-                    await process.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.terminate()
-                try:
-                    with anyio.fail_after(PROCESS_EXIT_GRACE_S):
-                        await process.wait()
-                except TimeoutError:
-                    with contextlib.suppress(ProcessLookupError):
-                        process.kill()
-                    await process.wait()
+            await _end(process)
             for stream in (incoming, outgoing, incoming_writer, outgoing_reader):
                 await stream.aclose()
             tasks.cancel_scope.cancel()
