@@ -26,6 +26,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,6 +134,22 @@ class ProjectCheckpointer(SqliteSaver):
                 raise
             finally:
                 cur.close()
+
+    def setup(self) -> None:
+        """The library's setup, tried again while another process holds the database.
+
+        Two processes opening a new database at once: turning on WAL (the first statement of the
+        setup) needs the database to itself, and SQLite answers "database is locked" at once there
+        instead of waiting out the busy timeout (about one start in a hundred, four at a time)."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                return super().setup()
+            except sqlite3.OperationalError as exc:
+                busy = (getattr(exc, "sqlite_errorname", None) or "").startswith("SQLITE_BUSY")
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)  # the setup is idempotent: CREATE ... IF NOT EXISTS
 
     def close(self) -> None:
         with self._open_lock, self.lock:
