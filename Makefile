@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test test-fast chat demo eval bench reliability clean
+.PHONY: setup bytecode test test-fast chat demo eval bench reliability clean
 
 $(BIN)/training-pipeline: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,13 +16,19 @@ $(VENV)/.trainers: $(BIN)/training-pipeline
 	$(BIN)/pip install -q -e ".[test,trainers]"
 	touch $@
 
-setup: $(BIN)/training-pipeline
+setup: $(BIN)/training-pipeline bytecode
 
-test: $(VENV)/.trainers
+# An editable install leaves our modules uncompiled, and with PYTHONDONTWRITEBYTECODE set (as on
+# many CI machines) every start compiled them again: a tenth of the wait for the first question.
+# pip compiles the installed dependencies; this does the same for our own code (fast when current).
+bytecode: $(BIN)/training-pipeline
+	$(BIN)/python -m compileall -q agent evals graph.py >/dev/null
+
+test: $(VENV)/.trainers bytecode
 	$(BIN)/python -m pytest
 
 # The everyday loop (about 2 minutes): everything but the tests marked slow.
-test-fast: $(VENV)/.trainers
+test-fast: $(VENV)/.trainers bytecode
 	$(BIN)/python -m pytest -m "not slow"
 
 eval: setup
