@@ -21,7 +21,7 @@ from agent.llm import resolve_chat_model as chat_model
 from agent.llm import context_from_args, mode_description, prompt_chars, summarize_usage, usage_line
 from agent.nodes.knowledge_stage import synthesize
 from agent.nodes.menu import answer_question, progress_text
-from agent.nodes.sections import decide_prompt, make_recommend, section_inputs
+from agent.nodes.sections import decide_prompt, recommend_node, section_inputs
 from agent.prompts import PromptError, all_prompt_names, load_prompt, parse_prompt, render
 from agent.sections import SECTION_SPECS
 from agent.sections.base import Proposal
@@ -65,7 +65,7 @@ def run(coro: Any) -> Any:
 
 
 async def recommend(state: PipelineState, model: Any, section: str = "training_approach", **kw: Any) -> dict[str, Any]:
-    cmd = await make_recommend(SECTION_SPECS[section])(state, SimpleNamespace(context=ctx_with(model, **kw)))
+    cmd = await recommend_node(state, SimpleNamespace(context=ctx_with(model, **kw)), SECTION_SPECS[section])
     assert cmd.goto == f"{section}_decide"  # a recommendation never records: it goes to the question
     return cmd.update
 

@@ -40,19 +40,29 @@ from agent.planning.constraints import Constraints, read_constraints
 from agent.state import DECISION_IDS, FIELDS_MODELS, SECTION_TITLES, Decision, PipelineState
 
 
-def make_fetch(spec: SectionSpec) -> Callable:
-    async def fetch(state: PipelineState, runtime: Runtime[Context]) -> Command:
-        decided = spec.name in (state.get("decisions") or {})
-        if decided and state.get("revisiting") != spec.name:
-            return Command(goto=after_section(state, spec.name))  # restored from the sidecar: ask only what is open
-        records = await run_stage(state, get_context(runtime), spec.name)
-        # The question goes to the chat with the records it cites: <section>_ask then asks at once.
-        fetched = {**state, "knowledge": [*(state.get("knowledge") or []), *records]}
-        asked = post_question(fetched, ask_question(fetched, spec), node=f"{spec.name}_ask")
-        return Command(goto=f"{spec.name}_ask", update={"knowledge": records, **asked})
+def section_node(body: Callable, spec: SectionSpec, name: str) -> Callable:
+    """The node `name`: `body` run for one section.
 
-    fetch.__name__ = spec.name
-    return fetch
+    A thin closure, with the bodies at module level: when a graph compiles, LangGraph reads every
+    node's bytecode looking for subgraphs, and 24 copies of the large bodies (with their nested
+    functions) took about 15 ms of the terminal chat's start-up.
+    """
+    async def node(state: PipelineState, runtime: Runtime[Context]) -> Command:
+        return await body(state, runtime, spec)
+
+    node.__name__ = name
+    return node
+
+
+async def fetch_node(state: PipelineState, runtime: Runtime[Context], spec: SectionSpec) -> Command:
+    decided = spec.name in (state.get("decisions") or {})
+    if decided and state.get("revisiting") != spec.name:
+        return Command(goto=after_section(state, spec.name))  # restored from the sidecar: ask only what is open
+    records = await run_stage(state, get_context(runtime), spec.name)
+    # The question goes to the chat with the records it cites: <section>_ask then asks at once.
+    fetched = {**state, "knowledge": [*(state.get("knowledge") or []), *records]}
+    asked = post_question(fetched, ask_question(fetched, spec), node=f"{spec.name}_ask")
+    return Command(goto=f"{spec.name}_ask", update={"knowledge": records, **asked})
 
 
 def ask_prompt(state: PipelineState, spec: SectionSpec) -> str:
@@ -85,19 +95,15 @@ def ask_question(state: PipelineState, spec: SectionSpec) -> Question:
     )
 
 
-def make_ask(spec: SectionSpec) -> Callable:
-    # Async, with no I/O: it runs on the event loop, without a worker thread's round trip per answer.
-    async def ask_node(state: PipelineState) -> Command:
-        value, update = ask_and_parse(state, ask_question(state, spec), clean_text)
-        if value is None:
-            return retry(f"{spec.name}_ask", update)
-        return Command(
-            goto=f"{spec.name}_recommend",
-            update={**update, "section_context": {spec.name: value}, "recommendations": {spec.name: None}},
-        )
-
-    ask_node.__name__ = f"{spec.name}_ask"
-    return ask_node
+# Async, with no I/O: it runs on the event loop, without a worker thread's round trip per answer.
+async def ask_node(state: PipelineState, runtime: Runtime[Context], spec: SectionSpec) -> Command:
+    value, update = ask_and_parse(state, ask_question(state, spec), clean_text)
+    if value is None:
+        return retry(f"{spec.name}_ask", update)
+    return Command(
+        goto=f"{spec.name}_recommend",
+        update={**update, "section_context": {spec.name: value}, "recommendations": {spec.name: None}},
+    )
 
 
 def section_inputs(state: PipelineState, spec: SectionSpec, overrides: dict[str, Any]) -> SectionInputs:
@@ -181,43 +187,37 @@ def recorded_edits(state: PipelineState, spec: SectionSpec, fresh: Proposal) -> 
     return edits
 
 
-def make_recommend(spec: SectionSpec) -> Callable:
+async def recommend_node(state: PipelineState, runtime: Runtime[Context], spec: SectionSpec) -> Command:
     """Rules first; with a model, the model improves the first proposal or reads a free-text answer.
 
     Overrides the user gave (an option, `field: value` edits) are applied by the rules alone, so
     the model never overrules them.
     """
-    node = f"{spec.name}_decide"
-
-    async def recommend(state: PipelineState, runtime: Runtime[Context]) -> Command:
-        current = (state.get("recommendations") or {}).get(spec.name) or {}
-        overrides = current.get("overrides") or {}
-        fac = await Facilitator.open(get_context(runtime), state.get("project")) if not overrides or "text" in overrides else None
-        if fac is not None and "text" in overrides:
-            return await _read_answer(state, spec, fac, current, overrides)
-        inputs = section_inputs(state, spec, overrides)
-        proposal = spec.recommend(inputs)
-        if not overrides:
-            pinned = recorded_edits(state, spec, proposal)
-            if pinned:
-                overrides = {"choice": proposal.choice_value, "edits": pinned}
-                proposal = spec.recommend(section_inputs(state, spec, overrides))
-                fac = None  # the recorded values stand; the model proposes only on a new answer
-        record: dict[str, Any] = {}
-        if fac is not None:
-            known = llm_tasks.known_items(state.get("knowledge") or [])
-            made = await llm_tasks.recommend(fac, spec, inputs, proposal, state.get("project") or {}, known)
-            if made is not None:
-                proposal, overrides = made
-            elif fac.notice:
-                record["notice"] = fac.notice
-        if current.get("shown_options"):  # the same question again: its options keep their numbers
-            record["shown_options"] = current["shown_options"]
-        record = {"proposal": proposal.model_dump(mode="json"), "pitfalls": section_pitfalls(state, spec, proposal), "overrides": overrides, **record}
-        return Command(goto=node, update={"recommendations": {spec.name: record}, **post_decision(state, spec, record), **(fac.state_update() if fac else {})})
-
-    recommend.__name__ = f"{spec.name}_recommend"
-    return recommend
+    current = (state.get("recommendations") or {}).get(spec.name) or {}
+    overrides = current.get("overrides") or {}
+    fac = await Facilitator.open(get_context(runtime), state.get("project")) if not overrides or "text" in overrides else None
+    if fac is not None and "text" in overrides:
+        return await _read_answer(state, spec, fac, current, overrides)
+    inputs = section_inputs(state, spec, overrides)
+    proposal = spec.recommend(inputs)
+    if not overrides:
+        pinned = recorded_edits(state, spec, proposal)
+        if pinned:
+            overrides = {"choice": proposal.choice_value, "edits": pinned}
+            proposal = spec.recommend(section_inputs(state, spec, overrides))
+            fac = None  # the recorded values stand; the model proposes only on a new answer
+    record: dict[str, Any] = {}
+    if fac is not None:
+        known = llm_tasks.known_items(state.get("knowledge") or [])
+        made = await llm_tasks.recommend(fac, spec, inputs, proposal, state.get("project") or {}, known)
+        if made is not None:
+            proposal, overrides = made
+        elif fac.notice:
+            record["notice"] = fac.notice
+    if current.get("shown_options"):  # the same question again: its options keep their numbers
+        record["shown_options"] = current["shown_options"]
+    record = {"proposal": proposal.model_dump(mode="json"), "pitfalls": section_pitfalls(state, spec, proposal), "overrides": overrides, **record}
+    return Command(goto=f"{spec.name}_decide", update={"recommendations": {spec.name: record}, **post_decision(state, spec, record), **(fac.state_update() if fac else {})})
 
 
 async def _read_answer(state: PipelineState, spec: SectionSpec, fac: Facilitator, current: dict[str, Any], overrides: dict[str, Any]) -> Command:
@@ -350,61 +350,56 @@ def post_decision(state: PipelineState, spec: SectionSpec, current: dict[str, An
     return post_question(state, decide_question(state, spec, current), node=f"{spec.name}_decide")
 
 
-def make_decide(spec: SectionSpec) -> Callable:
+# Async: reading the answer runs on the event loop; only recording it (files) goes to a thread.
+async def decide_node(state: PipelineState, runtime: Runtime[Context], spec: SectionSpec) -> Command:
     node = f"{spec.name}_decide"
+    current = state["recommendations"][spec.name]
+    question = decide_question(state, spec, current)
+    proposal = Proposal.model_validate(current["proposal"])
+    overrides = current.get("overrides") or {}
+    online = llm_enabled(get_context(runtime))
+    options = question.options
+    shown = {"shown_options": [o.value for o in options]}
 
-    # Async: reading the answer runs on the event loop; only recording it (files) goes to a thread.
-    async def decide(state: PipelineState, runtime: Runtime[Context]) -> Command:
-        current = state["recommendations"][spec.name]
-        question = decide_question(state, spec, current)
-        proposal = Proposal.model_validate(current["proposal"])
-        overrides = current.get("overrides") or {}
-        online = llm_enabled(get_context(runtime))
-        options = question.options
-        shown = {"shown_options": [o.value for o in options]}
+    def parse(raw: Any) -> tuple[str, Any]:
+        if isinstance(raw, dict):  # a submitted form: every value explicit
+            return "record", _validated(spec, {**proposal.fields, **raw})
+        text = clean_text(raw)
+        if is_yes(text):
+            return "record", _validated(spec, proposal.fields)
+        choice = match_choice(text, options) or _free_choice(spec, text)
+        if choice is not None:
+            return "choose", choice
+        if is_no(text):
+            raise InvalidAnswer("Then pick another option, or edit fields as `field: value`.")
+        try:
+            edits = parse_edits(text, spec.fields)
+        except InvalidAnswer:
+            if not _names_a_field(text, spec) and read_constraints({spec.name: text}).understood(spec.name):
+                return "restate", text  # GPUs, budget, volumes or lengths: a corrected answer, read again
+            if online and not _names_a_field(text, spec):
+                return "read", text  # prose: the model reads it, in the recommend node
+            raise
+        merged = {**(overrides.get("edits") or {}), **edits}
+        _validated(spec, {**proposal.fields, **merged})
+        return "edit", merged
 
-        def parse(raw: Any) -> tuple[str, Any]:
-            if isinstance(raw, dict):  # a submitted form: every value explicit
-                return "record", _validated(spec, {**proposal.fields, **raw})
-            text = clean_text(raw)
-            if is_yes(text):
-                return "record", _validated(spec, proposal.fields)
-            choice = match_choice(text, options) or _free_choice(spec, text)
-            if choice is not None:
-                return "choose", choice
-            if is_no(text):
-                raise InvalidAnswer("Then pick another option, or edit fields as `field: value`.")
-            try:
-                edits = parse_edits(text, spec.fields)
-            except InvalidAnswer:
-                if not _names_a_field(text, spec) and read_constraints({spec.name: text}).understood(spec.name):
-                    return "restate", text  # GPUs, budget, volumes or lengths: a corrected answer, read again
-                if online and not _names_a_field(text, spec):
-                    return "read", text  # prose: the model reads it, in the recommend node
-                raise
-            merged = {**(overrides.get("edits") or {}), **edits}
-            _validated(spec, {**proposal.fields, **merged})
-            return "edit", merged
-
-        value, update = ask_and_parse(state, question, parse)
-        if value is None:
-            return retry(node, update)
-        action, payload = value
-        if action == "read":
-            return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": {**overrides, "text": payload}}}})
-        if action == "choose":
-            kept = edits_kept_on_choice(spec, overrides.get("edits") or {}, payload)
-            return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": {"choice": payload, "edits": kept}}}})
-        if action == "restate":  # the answer to the section's question, corrected: read it again
-            kept = {k: v for k, v in overrides.items() if k != "text"}
-            return Command(goto=f"{spec.name}_recommend", update={**update, "section_context": {spec.name: payload}, "recommendations": {spec.name: {**current, **shown, "overrides": kept}}})
-        if action == "edit":
-            new_overrides = {"choice": proposal.choice_value, "edits": payload}
-            return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": new_overrides}}})
-        return await asyncio.to_thread(record, state, spec, proposal, payload, current.get("pitfalls") or [], get_context(runtime), update)
-
-    decide.__name__ = node
-    return decide
+    value, update = ask_and_parse(state, question, parse)
+    if value is None:
+        return retry(node, update)
+    action, payload = value
+    if action == "read":
+        return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": {**overrides, "text": payload}}}})
+    if action == "choose":
+        kept = edits_kept_on_choice(spec, overrides.get("edits") or {}, payload)
+        return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": {"choice": payload, "edits": kept}}}})
+    if action == "restate":  # the answer to the section's question, corrected: read it again
+        kept = {k: v for k, v in overrides.items() if k != "text"}
+        return Command(goto=f"{spec.name}_recommend", update={**update, "section_context": {spec.name: payload}, "recommendations": {spec.name: {**current, **shown, "overrides": kept}}})
+    if action == "edit":
+        new_overrides = {"choice": proposal.choice_value, "edits": payload}
+        return Command(goto=f"{spec.name}_recommend", update={**update, "recommendations": {spec.name: {**current, **shown, "overrides": new_overrides}}})
+    return await asyncio.to_thread(record, state, spec, proposal, payload, current.get("pitfalls") or [], get_context(runtime), update)
 
 
 def record(
@@ -485,9 +480,9 @@ def section_nodes() -> list[tuple[str, Callable, tuple[str, ...]]]:
     for name, spec in SECTION_SPECS.items():
         ask, rec, dec = f"{name}_ask", f"{name}_recommend", f"{name}_decide"
         nodes += [
-            (name, make_fetch(spec), (ask, *onward)),
-            (ask, make_ask(spec), (ask, rec)),
-            (rec, make_recommend(spec), (dec,)),
-            (dec, make_decide(spec), (dec, rec, *onward)),
+            (name, section_node(fetch_node, spec, name), (ask, *onward)),
+            (ask, section_node(ask_node, spec, ask), (ask, rec)),
+            (rec, section_node(recommend_node, spec, rec), (dec,)),
+            (dec, section_node(decide_node, spec, dec), (dec, rec, *onward)),
         ]
     return nodes
