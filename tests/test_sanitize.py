@@ -8,6 +8,7 @@ import re
 
 import pytest
 import yaml
+from hypothesis import given, strategies as st
 from mcp.types import CallToolResult, TextContent
 
 from agent.knowledge.client import _results
@@ -29,6 +30,17 @@ RAW = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 ])
 def test_sanitize_keeps_text_newlines_and_tabs_only(text, clean):
     assert sanitize(text) == clean
+
+
+# Control and escape-introducing characters, often; any other character, too.
+_ANY_TEXT = st.text(st.one_of(st.sampled_from("\x1b\x9b\x9d\x07\x9c\\[]0;m\r\n\t\x00\x7f"), st.characters()), max_size=40)
+
+
+@given(_ANY_TEXT)
+def test_sanitize_leaves_nothing_a_terminal_obeys_and_is_stable(text):
+    clean = sanitize(text)
+    assert not RAW.search(clean)  # no ESC, CR, C1 or other control survives
+    assert sanitize(clean) == clean  # the fast path for clean text changes nothing
 
 
 def test_sanitize_data_and_markup_escape():

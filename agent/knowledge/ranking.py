@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from agent.knowledge.models import KnowledgeItem
 
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+_JOINER = re.compile(r"[-']")
 
 STOPWORDS = frozenset(
     "a an and are as at be by can do does for from has have how if in into is it its "
@@ -61,11 +62,11 @@ def tokenize(text: str) -> list[str]:
         word = _SPELLING.get(word, word)
         if word.isdigit():
             continue  # bare numbers match by accident far more often than by meaning
-        parts = re.split(r"[-']", word)
-        if len(parts) == 1:
+        if "-" not in word and "'" not in word:
             if word not in STOPWORDS:
                 out.append(stem(word))
             continue
+        parts = _JOINER.split(word)
         out.append(stem("".join(parts)))
         if not any(c.isdigit() for c in word):
             out.extend(stem(p) for p in parts if p and p not in STOPWORDS)
