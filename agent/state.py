@@ -48,7 +48,8 @@ MAX_TEXT = 4000  # longest free-text answer we accept; longer is re-asked, never
 class _Fields(BaseModel):
     """Structured part of a decision: what the config template needs."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Validators built on first use (a decision), not at import: the first question needs none.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)
 
 
 class BaseModelFields(_Fields):
