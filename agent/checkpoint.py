@@ -83,6 +83,11 @@ class ProjectCheckpointer(SqliteSaver):
     def path(self) -> Path:
         return self.folder / DATABASE_NAME
 
+    @staticmethod
+    def database_in(root: Path | str, subdir: str = CHECKPOINT_SUBDIR) -> Path:
+        """Where the database of a project is, without making any folder."""
+        return Path(root) / subdir / DATABASE_NAME
+
     def _connect(self) -> None:
         path = self.path
         with self._open_lock:

@@ -216,7 +216,7 @@ async def _chat(args: argparse.Namespace, started: Any) -> int:
         async with KnowledgeClient(config, started=started) as knowledge:
             # The first question needs both the knowledge session and the graph's modules: the
             # session opens (over the server started above) while this process imports them.
-            starting = asyncio.create_task(knowledge.start())
+            starting = asyncio.create_task(_open_knowledge(knowledge, project))
             graph, ProjectCheckpointer, context_from_args, mode_description = await asyncio.to_thread(_session_modules)
             saver = ProjectCheckpointer(project)
             app = graph.copy(update={"checkpointer": saver})  # the compiled graph, not a second compile
@@ -235,6 +235,17 @@ async def _chat(args: argparse.Namespace, started: Any) -> int:
         if saver is not None:
             saver.close()
         lock.release()
+
+
+async def _open_knowledge(knowledge: Any, project: Path) -> None:
+    """Open the knowledge session and, for a new session on the project, ask at once for what the
+    first question shows: the server answers on the other core while this process imports the graph."""
+    from agent.checkpoint import ProjectCheckpointer
+    from agent.knowledge.catalog import FIRST_QUESTION_STAGES, queries_for
+
+    await knowledge.start()
+    if not ProjectCheckpointer.database_in(project).exists():
+        knowledge.prefetch([q for stage in FIRST_QUESTION_STAGES for q in queries_for(stage)])
 
 
 def _recorder(path: str, project: Path, context: Any, config: Any) -> Any:

@@ -15,6 +15,8 @@ from agent.state import SECTIONS
 CATALOG_FILE = Path(__file__).resolve().parent / "data" / "catalog.yaml"
 # The knowledge consultation before the first decision, then one stage per section.
 STAGES: tuple[str, ...] = ("consult_knowledge", *SECTIONS)
+# What a new session's first question shows: the knowledge stage and the first section's knowledge.
+FIRST_QUESTION_STAGES: tuple[str, ...] = STAGES[:2]
 # Results asked of the server per call: more than we keep, so our ranking has a pool to choose from.
 FILTER_LIMIT = 200
 SEARCH_LIMIT = 20

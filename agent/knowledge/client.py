@@ -103,6 +103,7 @@ class KnowledgeClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._authors: dict[str, list[str]] | None = None
         self._closing: set[asyncio.Task[None]] = set()  # sessions being shut down in the background
+        self._prefetched: dict[CatalogQuery, asyncio.Task[QueryRecord]] = {}
 
     async def __aenter__(self) -> "KnowledgeClient":
         return self
@@ -111,6 +112,7 @@ class KnowledgeClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        await self._drop_prefetched()  # first: one may be opening a session
         session, closing = self._session, set(self._closing)
         self._session = None
         if self._started is not None:  # started early, never used
@@ -136,7 +138,31 @@ class KnowledgeClient:
     async def run(self, queries: list[CatalogQuery]) -> list[QueryRecord]:
         """Run the queries concurrently; one record per query, in the same order."""
         self._open_failure = None  # each batch gets one fresh attempt at a server that failed before
-        return list(await asyncio.gather(*(self._run_one(q) for q in queries)))
+        return list(await asyncio.gather(*(self._prefetched_or_run(q) for q in queries)))
+
+    def prefetch(self, queries: list[CatalogQuery]) -> None:
+        """Start these queries now, for a `run` to come: the terminal chat asks for what its first
+        question shows while it loads the graph, and the server answers on the other core.
+        `run` takes a prefetched record that succeeded, and runs a failed one again."""
+        for q in queries:
+            if q not in self._prefetched:
+                self._prefetched[q] = asyncio.ensure_future(self._run_one(q))
+
+    async def _drop_prefetched(self) -> None:
+        """Cancel the queries asked for ahead and never used (those of this event loop)."""
+        prefetched, self._prefetched = list(self._prefetched.values()), {}
+        here = [t for t in prefetched if t.get_loop() is asyncio.get_running_loop()]
+        for task in here:
+            task.cancel()
+        await asyncio.gather(*here, return_exceptions=True)
+
+    async def _prefetched_or_run(self, q: CatalogQuery) -> QueryRecord:
+        early = self._prefetched.pop(q, None)
+        if early is not None and early.get_loop() is asyncio.get_running_loop():
+            record = await early
+            if record.error is None:
+                return record
+        return await self._run_one(q)
 
     async def ask(self, text: str, stage: str = "menu", limit: int = 5) -> QueryRecord:
         """Free search for a question the user asked, ranked for that question."""
