@@ -9,6 +9,12 @@ from agent.knowledge.catalog import queries_for
 from agent.state import PipelineState
 
 
+def knowledge_update(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The state update that adds `records`: none when there are none, since each update of the
+    knowledge channel stores the whole list (tens of kB) in that checkpoint (see agent/state.py)."""
+    return {"knowledge": records} if records else {}
+
+
 def section_records(state: PipelineState, section: str) -> list[dict[str, Any]]:
     """The latest record of each query of `section` (a stage: a decision section or consult_knowledge)."""
     latest: dict[str, dict[str, Any]] = {}

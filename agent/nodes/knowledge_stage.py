@@ -10,7 +10,7 @@ from langgraph.types import Command
 from agent import llm_tasks, offline
 from agent.context import Context, get_context
 from agent.interview import Option, Question, parse_choice
-from agent.knowledge.stages import run_stage, section_records
+from agent.knowledge.stages import knowledge_update, run_stage, section_records
 from agent.llm import Facilitator
 from agent.nodes.common import SectionNode, ask_and_parse, first_open, retry, say
 from agent.state import SECTIONS, PipelineState
@@ -52,7 +52,7 @@ async def consult_knowledge(
     records = await run_stage(state, get_context(runtime), CONSULT_STAGE)
     merged = {**state, "knowledge": [*(state.get("knowledge") or []), *records]}
     goto = "consult_retry" if failed_queries(merged, CONSULT_STAGE) else "synthesize"
-    return Command(goto=goto, update={"knowledge": records})
+    return Command(goto=goto, update=knowledge_update(records))
 
 
 RETRY_OPTIONS = [

@@ -12,6 +12,7 @@ from agent import llm_tasks, offline
 from agent.context import Context, get_context, knowledge_client, project_folder
 from agent.decisions import fields_by_section, write_phase
 from agent.interview import InvalidAnswer, Option, Question, clean_text, match_choice, parse_choice
+from agent.knowledge.stages import knowledge_update
 from agent.llm import Facilitator, usage_line
 from agent.nodes.common import SectionNode, ask_and_parse, retry, say
 from agent import sidecar
@@ -214,7 +215,7 @@ async def answer_question(state: PipelineState, runtime: Runtime[Context]) -> Co
             usage = fac.state_update()
         if from_plan:  # the plan's own figures first, whatever else was found
             text = f"{from_plan}\n\n{text}"
-    return Command(goto="menu", update={"notice": text, "pending_question": None, "knowledge": records, **say(text), **usage})
+    return Command(goto="menu", update={"notice": text, "pending_question": None, **knowledge_update(records), **say(text), **usage})
 
 
 # Questions about the plan's own figures, by topic: answered from the plan before anything else.

@@ -29,7 +29,7 @@ from agent.context import Context, get_context, project_folder
 from agent.decisions import sidecar_entry
 from agent.interview import InvalidAnswer, Option, Question, clean_text, format_validation_error, is_no, is_yes, match_choice, parse_edits
 from agent.knowledge.models import cited_refs
-from agent.knowledge.stages import run_stage, section_records
+from agent.knowledge.stages import knowledge_update, run_stage, section_records
 from agent.llm import Facilitator, llm_enabled
 from agent.model_catalog import find_model
 from agent.nodes.common import after_section, ask_and_parse, post_question, retry, say
@@ -62,7 +62,7 @@ async def fetch_node(state: PipelineState, runtime: Runtime[Context], spec: Sect
     # The question goes to the chat with the records it cites: <section>_ask then asks at once.
     fetched = {**state, "knowledge": [*(state.get("knowledge") or []), *records]}
     asked = post_question(fetched, ask_question(fetched, spec), node=f"{spec.name}_ask")
-    return Command(goto=f"{spec.name}_ask", update={"knowledge": records, **asked})
+    return Command(goto=f"{spec.name}_ask", update={**knowledge_update(records), **asked})
 
 
 def ask_prompt(state: PipelineState, spec: SectionSpec) -> str:
