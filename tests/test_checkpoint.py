@@ -428,27 +428,29 @@ def test_prune_keeps_what_delta_channels_are_rebuilt_from(tmp_path):
 
 def test_prune_of_a_session_with_four_answers_keeps_them(loop, knowledge, project_copy):
     """The project graph keeps answers and messages in DeltaChannels: pruning must not empty them."""
+    ANSWERS = 4
     from tests.driver import HAPPY, Session, answer_from
 
     project = project_copy("support-bot")
     saver = ProjectCheckpointer(project)
     session = Session(loop, knowledge, str(project), checkpointer=saver)
-    session.run_until(answer_from(HAPPY), lambda p: len(session.payloads) == 4)
+    session.run_until(answer_from(HAPPY), lambda p: len(session.payloads) == ANSWERS)
     before = session.app.get_state(session.config)
-    assert len(before.values["answers"]) == 4 and before.interrupts
+    assert len(before.values["answers"]) == ANSWERS and before.interrupts
     total = len(checkpoint_ids(saver, "test"))
 
     saver.prune(["test"])
 
     # Older checkpoints go; those back to the last snapshot of answers and messages stay, since
     # they are rebuilt from it (the hand-written saver kept only the newest, and lost them).
+    # (Four answers in, neither has had a snapshot since the start: all of them stay.)
     kept = len(checkpoint_ids(saver, "test"))
-    assert 1 < kept < total
+    assert 1 < kept <= total
     after = session.app.get_state(session.config)
     assert after.values == before.values
     assert after.interrupts[0].value == before.interrupts[0].value
     payload = session.resume(answer_from(HAPPY)(after.interrupts[0].value))  # the session goes on from there
-    assert payload is not None and len(session.values()["answers"]) == 5
+    assert payload is not None and len(session.values()["answers"]) == ANSWERS + 1
 
 
 def test_a_checkpoint_late_in_a_session_is_no_larger_than_an_early_one(tmp_path):
@@ -467,7 +469,8 @@ def test_a_checkpoint_late_in_a_session_is_no_larger_than_an_early_one(tmp_path)
 
 
 def test_delta_channel_history_matches_the_base_walk(tmp_path):
-    """The library's indexed walk returns what the base class's full-load walk returns, for every checkpoint."""
+    """Our walk (metadata first, checkpoints only where a value may be) returns what the base
+    class's walk (every ancestor read whole) returns, for every checkpoint."""
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
     saver = ProjectCheckpointer(tmp_path)
@@ -485,6 +488,26 @@ def test_delta_channel_history_matches_the_base_walk(tmp_path):
         assert ours == base
         checked += 1
     assert checked >= 10  # one per step: input, nine answers
+
+
+def test_delta_channel_history_matches_the_base_walk_in_a_project_session(loop, knowledge, project_copy):
+    """The same, on the project graph's three delta channels (chat, answers, knowledge) through a
+    whole session: every checkpoint, walks that stop at a snapshot and walks to the first one."""
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    from tests.driver import HAPPY, Session, answer_from
+
+    project = project_copy("support-bot")
+    saver = ProjectCheckpointer(project)
+    session = Session(loop, knowledge, str(project), checkpointer=saver)
+    session.run(answer_from(HAPPY))
+    channels = ["messages", "answers", "knowledge"]
+    seeded = 0
+    for tup in saver.list(session.config):
+        ours = saver.get_delta_channel_history(config=tup.config, channels=channels)
+        assert ours == BaseCheckpointSaver.get_delta_channel_history(saver, config=tup.config, channels=channels)
+        seeded += sum("seed" in entry for entry in ours.values())
+    assert seeded > 0  # walks that stopped at a snapshot, not only at the first checkpoint
 
 
 # --- the API server's saver --------------------------------------------------------------------------
