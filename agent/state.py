@@ -204,12 +204,13 @@ def _extend(current: list, writes: list) -> list:
 
 
 # The two channels that grow with every answer are stored as deltas (only the new
-# writes go into each checkpoint, with a full snapshot now and then), so a checkpoint
-# write costs the same after 200 answers as after 10. Each run rebuilds them by reading
-# the checkpoints back to their last snapshot, whole: snapshots about every two answers
-# keep that to a handful of checkpoints (every 50 updates, it reached 45 in one session).
-MessagesChannel = DeltaChannel(_append_messages, snapshot_frequency=6)
-AnswersChannel = DeltaChannel(_extend, snapshot_frequency=3)
+# writes go into each checkpoint, with a full snapshot now and then). A snapshot writes the
+# whole chat (some 350 kB after 200 answers), so frequent ones make a write cost grow with the
+# session (every 6 updates: 3x after 200 answers); rare ones make each run read back more
+# checkpoints to rebuild them, which the project checkpointer does from their metadata and
+# these channels' writes alone (agent/checkpoint.py). A snapshot about every 20 answers balances the two.
+MessagesChannel = DeltaChannel(_append_messages, snapshot_frequency=50)
+AnswersChannel = DeltaChannel(_extend, snapshot_frequency=25)
 # Knowledge is the largest value (tens of kB) and changes a few times a session: stored
 # whole in the checkpoints where it changes (a snapshot at every update), and not in the others.
 KnowledgeChannel = DeltaChannel(_extend, snapshot_frequency=1)
