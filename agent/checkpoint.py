@@ -36,7 +36,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple, DeltaChannelHistory
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.checkpoint.sqlite.utils import load_pending_writes, pending_writes_sql
+from langgraph.checkpoint.sqlite.utils import load_pending_writes
 
 from agent.fsutil import safe_mkdir
 from agent.lock import STATE_DIR, ensure_state_dir
@@ -269,53 +269,63 @@ class ProjectCheckpointer(SqliteSaver):
         return chain
 
     def get_delta_channel_history(self, *, config: RunnableConfig, channels: Sequence[str]) -> Mapping[str, DeltaChannelHistory]:
-        """The library's walk up the parent chain (same result), reading less of each ancestor:
-        its metadata, its writes to these channels, and its checkpoint only where one of them
+        """The library's walk up the parent chain (same result), in three reads instead of one per
+        ancestor: the chain's metadata in one query, a checkpoint only where one of the channels
         may be stored (the metadata's `counters_since_delta_snapshot` names the delta channels
         with writes since their last snapshot; one it does not name was snapshotted there, or
-        never written). The library's walk reads every ancestor whole, all its writes included,
-        which made rare snapshots (cheap checkpoint writes) cost every run a long read."""
+        never written), and the chain's writes to these channels in one query. The library reads
+        every ancestor whole, all its writes included: a channel that changes rarely (knowledge)
+        made every run of a long session read hundreds of checkpoints."""
         if not channels:
             return {}
         tid, ns = str(config["configurable"]["thread_id"]), config["configurable"].get("checkpoint_ns", "")
-        collected: dict[str, list] = {c: [] for c in channels}
-        seeds: dict[str, Any] = {}
         remaining = set(channels)
+        walked: dict[str, list[str]] = {c: [] for c in channels}  # per channel, its ancestors, newest first
+        seeds: dict[str, Any] = {}
         with self.cursor(transaction=False) as cur:
-            cid = config["configurable"].get("checkpoint_id")
-            row = cur.execute(
-                "SELECT parent_checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (tid, ns, cid)
-            ).fetchone() if cid else cur.execute(
-                "SELECT parent_checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1", (tid, ns)
-            ).fetchone()
-            cursor = row[0] if row else None
-            while cursor is not None and remaining:
-                row = cur.execute(
-                    "SELECT parent_checkpoint_id, metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (tid, ns, cursor)
-                ).fetchone()
-                if row is None:
+            cid = config["configurable"].get("checkpoint_id") or _latest_id(cur, tid, ns)
+            count = cur.execute("SELECT count(*) FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?", (tid, ns)).fetchone()[0]
+            chain = cur.execute(_CHAIN_SQL, (tid, ns, cid, count)).fetchall() if cid else []
+            for ancestor, metadata in chain:
+                if not remaining:
                     break
-                parent, metadata = row
-                wanted = sorted(remaining)
-                writes_sql = f"{pending_writes_sql(self._has_task_path)} AND channel IN ({', '.join('?' * len(wanted))})"
-                rows = cur.execute(writes_sql, (tid, ns, cursor, *wanted)).fetchall()
-                for write in reversed(load_pending_writes(rows, self.serde)):
-                    collected[write[1]].append(write)
+                for ch in remaining:
+                    walked[ch].append(ancestor)
                 counting = (json.loads(metadata) if metadata else {}).get("counters_since_delta_snapshot") or {}
-                if any(ch not in counting for ch in wanted):
-                    values = self._load(cur, tid, ns, cursor)[0].get("channel_values") or {}
-                    for ch in wanted:
+                candidates = [ch for ch in remaining if ch not in counting]
+                if candidates:
+                    values = self._load(cur, tid, ns, ancestor)[0].get("channel_values") or {}
+                    for ch in candidates:
                         if ch in values:
                             seeds[ch] = values[ch]
                             remaining.discard(ch)
-                cursor = parent
+            writes = self._writes_of(cur, tid, ns, walked)
         result: dict[str, DeltaChannelHistory] = {}
         for ch in channels:
-            entry: DeltaChannelHistory = {"writes": list(reversed(collected[ch]))}
+            newest_first = [w for ancestor in walked[ch] for w in reversed(writes.get((ancestor, ch), []))]
+            entry: DeltaChannelHistory = {"writes": list(reversed(newest_first))}
             if ch in seeds:
                 entry["seed"] = seeds[ch]
             result[ch] = entry
         return result
+
+    def _writes_of(self, cur: sqlite3.Cursor, tid: str, ns: str, walked: dict[str, list[str]]) -> dict[tuple[str, str], list]:
+        """(checkpoint, channel) -> its writes, in the library's order, for the walked ancestors."""
+        wanted = {(ancestor, ch) for ch, ancestors in walked.items() for ancestor in ancestors}
+        if not wanted:
+            return {}
+        names = sorted({ch for _, ch in wanted})
+        task_path = "task_path" if self._has_task_path else "''"  # a database from before the column
+        rows = cur.execute(
+            f"SELECT checkpoint_id, task_id, channel, type, value, {task_path}, idx FROM writes "
+            f"WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id >= ? AND channel IN ({', '.join('?' * len(names))})",
+            (tid, ns, min(ancestor for ancestor, _ in wanted), *names),
+        ).fetchall()
+        grouped: dict[tuple[str, str], list] = {}
+        for cid, *row in rows:
+            if (cid, row[1]) in wanted:
+                grouped.setdefault((cid, row[1]), []).append(row)
+        return {key: load_pending_writes(group, self.serde) for key, group in grouped.items()}
 
     def _load(self, cur: sqlite3.Cursor, tid: str, ns: str, cid: str) -> tuple[dict, dict]:
         kind, blob, metadata = cur.execute(
@@ -363,6 +373,27 @@ class ProjectCheckpointer(SqliteSaver):
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         await asyncio.to_thread(lambda: self.prune(thread_ids, strategy=strategy))
+
+
+# The ancestors of a checkpoint, parent first, with their metadata. A chain is never longer than
+# the thread's checkpoints: the bound ends the recursion in a database whose parents form a loop.
+_CHAIN_SQL = """
+WITH RECURSIVE chain(id, depth) AS (
+    SELECT parent_checkpoint_id, 1 FROM checkpoints WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = ?3
+    UNION ALL
+    SELECT c.parent_checkpoint_id, chain.depth + 1 FROM chain
+    JOIN checkpoints c ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = chain.id
+    WHERE chain.depth <= ?4
+)
+SELECT chain.id, c.metadata FROM chain
+JOIN checkpoints c ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = chain.id
+ORDER BY chain.depth
+"""
+
+
+def _latest_id(cur: sqlite3.Cursor, tid: str, ns: str) -> str | None:
+    row = cur.execute("SELECT max(checkpoint_id) FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?", (tid, ns)).fetchone()
+    return row[0] if row else None
 
 
 def _delete_checkpoints(cur: sqlite3.Cursor, keys: list[tuple[str, str, str]]) -> None:
