@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, Literal
 
-from langchain_core.messages import AnyMessage
+from langchain_core.messages import AnyMessage, RemoveMessage
 from langgraph.channels.delta import DeltaChannel
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -191,9 +191,19 @@ def _sum_counts(left: dict | None, right: dict | None) -> dict:
 
 
 def _append_messages(current: list, writes: list) -> list:
-    for batch in writes:
-        current = add_messages(current, batch)
-    return current
+    # One merge for all the batches: each merge indexes the whole chat, so rebuilding a long chat
+    # from its deltas one batch at a time cost batches x messages. Batch by batch only where a
+    # message is removed, where the order of merges decides the result.
+    batches = [batch if isinstance(batch, list) else [batch] for batch in writes]
+    if any(_removes(m) for batch in batches for m in batch):
+        for batch in batches:
+            current = add_messages(current, batch)
+        return current
+    return add_messages(current, [m for batch in batches for m in batch])
+
+
+def _removes(message: Any) -> bool:
+    return isinstance(message, RemoveMessage) or (isinstance(message, dict) and message.get("type") == "remove")
 
 
 def _extend(current: list, writes: list) -> list:
@@ -203,14 +213,52 @@ def _extend(current: list, writes: list) -> list:
     return out
 
 
-# The two channels that grow with every answer are stored as deltas (only the new
-# writes go into each checkpoint, with a full snapshot now and then). A snapshot writes the
-# whole chat (some 350 kB after 200 answers), so frequent ones make a write cost grow with the
-# session (every 6 updates: 3x after 200 answers); rare ones make each run read back more
-# checkpoints to rebuild them, which the project checkpointer does from their metadata and
-# these channels' writes alone (agent/checkpoint.py). A snapshot about every 20 answers balances the two.
-MessagesChannel = DeltaChannel(_append_messages, snapshot_frequency=50)
-AnswersChannel = DeltaChannel(_extend, snapshot_frequency=25)
+class GrowingDeltaChannel(DeltaChannel):
+    """A DeltaChannel whose snapshots grow rarer as its value grows.
+
+    Only the new writes go into most checkpoints, and a full snapshot now and then. A snapshot
+    writes the whole value (the chat: some 350 kB after 200 answers), so at a fixed cadence the
+    write cost grew with the session (3x after 200 answers, every 6 updates); and each run
+    rebuilds the value by reading back the checkpoints since the last snapshot, so rare ones make
+    every run read more. Here a snapshot comes every `snapshot_frequency` updates while the value
+    is short, then after one update per ITEMS_PER_UPDATE items it holds: its cost, spread over
+    those updates, stays the same per update however long the session, and a short session still
+    reads back only a few checkpoints.
+    """
+
+    __slots__ = ()
+    ITEMS_PER_UPDATE = 8
+
+    @property  # type: ignore[override]  # LangGraph reads it when it decides to snapshot
+    def snapshot_frequency(self) -> int:
+        value = getattr(self, "value", None)
+        return max(self._least, len(value) // self.ITEMS_PER_UPDATE) if isinstance(value, list) else self._least
+
+    @snapshot_frequency.setter
+    def snapshot_frequency(self, least: int) -> None:
+        DeltaChannel.snapshot_frequency.__set__(self, least)  # the base class's slot
+
+    @property
+    def _least(self) -> int:
+        return DeltaChannel.snapshot_frequency.__get__(self)
+
+    # The base class makes its copies with `snapshot_frequency=self.snapshot_frequency`: give them
+    # the least cadence, not the one this value has reached.
+    def copy(self) -> GrowingDeltaChannel:
+        return self._with_least(super().copy())
+
+    def from_checkpoint(self, checkpoint: Any) -> GrowingDeltaChannel:
+        return self._with_least(super().from_checkpoint(checkpoint))
+
+    def _with_least(self, new: GrowingDeltaChannel) -> GrowingDeltaChannel:
+        new.snapshot_frequency = self._least
+        return new
+
+
+# The two channels that grow with every answer: a snapshot about every two answers in a
+# session of usual length, rarer in a long one.
+MessagesChannel = GrowingDeltaChannel(_append_messages, snapshot_frequency=6)
+AnswersChannel = GrowingDeltaChannel(_extend, snapshot_frequency=3)
 # Knowledge is the largest value (tens of kB) and changes a few times a session: stored
 # whole in the checkpoints where it changes (a snapshot at every update), and not in the others.
 KnowledgeChannel = DeltaChannel(_extend, snapshot_frequency=1)

@@ -468,6 +468,42 @@ def test_a_checkpoint_late_in_a_session_is_no_larger_than_an_early_one(tmp_path)
     assert sizes[-1] <= sizes[9] + 64  # a counter's digits at most
 
 
+def test_growing_delta_snapshots_come_rarer_as_the_value_grows_and_lose_nothing(tmp_path):
+    """The chat's channel (agent/state.py): every 3 updates while short, then one update per 8
+    items it holds, so a snapshot's size spread over its updates stays the same."""
+    from typing import Annotated, TypedDict
+
+    from agent.state import GrowingDeltaChannel
+
+    S = TypedDict("S", {"log": Annotated[list, GrowingDeltaChannel(_extend, snapshot_frequency=3)]}, total=False)
+
+    def ask(state):
+        return {"log": [interrupt(len(state.get("log") or []))]}
+
+    builder = StateGraph(S)
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "ask")
+    builder.add_conditional_edges("ask", lambda state: END if len(state["log"]) >= 200 else "ask")
+    saver = ProjectCheckpointer(tmp_path)
+    app = builder.compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": "t"}}
+    app.invoke({"log": []}, config)
+    for i in range(199):
+        app.invoke(Command(resume=i), config)
+    assert app.get_state(config).values["log"] == list(range(199))
+
+    # Where each snapshot was taken: a checkpoint whose metadata no longer counts updates to `log`.
+    sizes = [len(t.checkpoint["channel_values"]["log"].value) for t in reversed(list(saver.list(config)))
+             if "log" in t.checkpoint["channel_versions"] and "log" not in (t.metadata.get("counters_since_delta_snapshot") or {})]
+    gaps = [b - a for a, b in zip(sizes, sizes[1:])]
+    assert gaps[:3] == [3, 3, 3]
+    # The cadence is read when a snapshot is due: from the size reached by then.
+    assert gaps == [max(3, after // 8) for after in sizes[1:]]
+    assert gaps[-1] >= 20
+    with ProjectCheckpointer(tmp_path) as fresh:  # rebuilt from snapshot and writes, in a new process's saver
+        assert builder.compile(checkpointer=fresh).get_state(config).values["log"] == list(range(199))
+
+
 def test_delta_channel_history_matches_the_base_walk(tmp_path):
     """Our walk (metadata first, checkpoints only where a value may be) returns what the base
     class's walk (every ancestor read whole) returns, for every checkpoint."""
@@ -488,6 +524,19 @@ def test_delta_channel_history_matches_the_base_walk(tmp_path):
         assert ours == base
         checked += 1
     assert checked >= 10  # one per step: input, nine answers
+
+
+def test_delta_channel_history_ends_in_a_database_whose_parents_form_a_loop(tmp_path):
+    """A hand-edited or corrupt database: the walk stops once it has seen as many ancestors as the
+    thread has checkpoints, instead of going round for ever."""
+    saver = ProjectCheckpointer(tmp_path)
+    first = put(saver, "t", {"v": 1})
+    second = put(saver, "t", {"v": 2}, parent=first)
+    with saver.cursor() as cur:  # the first checkpoint's parent becomes the second
+        cur.execute("UPDATE checkpoints SET parent_checkpoint_id = ? WHERE checkpoint_id = ?",
+                    (second["configurable"]["checkpoint_id"], first["configurable"]["checkpoint_id"]))
+    history = saver.get_delta_channel_history(config=second, channels=["log"])
+    assert history == {"log": {"writes": []}}
 
 
 def test_delta_channel_history_matches_the_base_walk_in_a_project_session(loop, knowledge, project_copy):
