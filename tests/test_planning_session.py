@@ -201,6 +201,20 @@ def test_reported_data_problems_are_issues_not_checks_done(loop, knowledge, proj
     assert "data: 12,000 instruction examples" in proposal["prompt"]
 
 
+def test_an_example_count_said_in_the_first_answer_reaches_the_data_decision_and_the_time(loop, knowledge, project_copy):
+    first = "One 24 GB GPU, 10 GPU hours, 5,000 examples"
+    s = Session(loop, knowledge, str(project_copy("support-bot")))
+    script = {**HAPPY, "base_model.constraints": first, "training_approach.goals": "Answer support tickets in our tone",
+              "training_data.description": "Reviewed support conversations"}
+    proposal = s.run_until(answer_from(script), lambda p: p["question_id"] == "training_data.decision")
+    assert proposal["default"]["sft_examples"] == 5000
+    assert "5,000 instruction-response examples" in proposal["prompt"]
+    values = s.run(answer_from(script))
+    assert values["decisions"]["training_data"]["fields"]["sft_examples"] == 5000
+    p, _ = final_plan(values)
+    assert p is not None and gpu_hours(p) > 0  # the plan has a time to check against the 10 hours
+
+
 @pytest.mark.parametrize("text,count,card", [
     ("two RTX 3090", 2, "RTX 3090"), ("2x RTX 3090", 2, "RTX 3090"), ("4 x H100", 4, "H100"),
     ("One 24 GB GPU (RTX 4090) for training", 1, "RTX 4090"), ("Local GPU (the RTX 4090)", 1, "RTX 4090"),

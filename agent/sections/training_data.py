@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent.interview import FormField, Option
 from agent.planning.constraints import read_constraints
 from agent.planning.reading import DPO_UNITS, SFT_UNITS, data_issues, share
@@ -85,13 +87,18 @@ def below_minimums(fields: dict, approach: str) -> list[str]:
     return notes
 
 
+def _said(stated: Any) -> int | None:
+    return int(stated.value) if stated is not None else None
+
+
 def recommend(inputs: SectionInputs) -> Proposal:
     text = inputs.context
     approach = inputs.decisions.get("training_approach", {}).get("approach", "sft")
-    # Counts said earlier (when choosing the approach) count too, unless this answer gives its own.
-    earlier = inputs.earlier.get("training_approach", "")
-    sft = parse.count_near(text, SFT_UNITS) or parse.count_near(earlier, SFT_UNITS)
-    dpo = parse.count_near(text, DPO_UNITS) or parse.count_near(earlier, DPO_UNITS)
+    # Counts said in any earlier answer or the project files count too (the newest first, as the
+    # planner reads them), unless this answer gives its own.
+    stated = read_constraints({**inputs.earlier, "training_data": text}, inputs.project, current="training_data")
+    sft = parse.count_near(text, SFT_UNITS) or _said(stated.sft_examples)
+    dpo = parse.count_near(text, DPO_UNITS) or _said(stated.dpo_pairs)
     if dpo is not None and sft == dpo and approach == "dpo":
         sft = None  # "1,200 preference pairs" counts once, as preferences
     if approach == "sft":
@@ -127,7 +134,6 @@ def recommend(inputs: SectionInputs) -> Proposal:
     if problems:
         reasoning.insert(1, "Issues you reported: " + " ".join(problems))
     reasoning.append(f"Hold out {fields['eval_split']:.0%} for validation so overfitting shows during training.")
-    stated = read_constraints({**inputs.earlier, "training_data": text}, inputs.project, current="training_data")
     notes = understood_notes(stated, "training_data") + below_minimums(fields, approach)
     cited, ids = knowledge_lines(inputs.knowledge)
     if cited:
