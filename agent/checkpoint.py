@@ -16,6 +16,8 @@ API server need around it:
   the disk (the dev server rejects blocking calls) and sync callers work from any thread (the
   library's AsyncSqliteSaver belongs to one event loop and cannot serve `get_state` outside it);
 - `delete_for_runs`, `copy_thread` and a DeltaChannel-aware `prune`, which the library lacks.
+- `get_delta_channel_history` (how a run rebuilds its delta channels) in three queries, where the
+  library reads every ancestor checkpoint whole.
 """
 
 from __future__ import annotations

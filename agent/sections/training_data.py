@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from agent.interview import FormField, Option
-from agent.planning.constraints import read_constraints
+from agent.planning.constraints import Stated, read_constraints
 from agent.planning.reading import DPO_UNITS, SFT_UNITS, data_issues, share
 from agent.planning import reading as parse
 from agent.sections.base import Proposal, SectionInputs, SectionSpec, knowledge_lines, rationale_from, understood_notes
@@ -87,7 +85,7 @@ def below_minimums(fields: dict, approach: str) -> list[str]:
     return notes
 
 
-def _said(stated: Any) -> int | None:
+def _said(stated: Stated | None) -> int | None:
     return int(stated.value) if stated is not None else None
 
 
