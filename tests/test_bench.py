@@ -1,4 +1,4 @@
-"""The benchmark's floors: measured in the same run as the figures they divide, on any machine."""
+"""The benchmark's floors, measured in the same run as the figures they divide, and its replayed writes."""
 
 from __future__ import annotations
 
@@ -27,3 +27,11 @@ def test_the_import_floor_covers_what_an_offline_start_imports_from_the_dependen
     floor = set(bench.FIRST_QUESTION_IMPORTS)
     assert {"langgraph.graph", "mcp", "langchain_mcp_adapters.client", "rich.console"} <= floor
     assert all(m in out for m in floor), [m for m in floor if m not in out]
+
+
+def test_write_growth_makes_the_two_windows_writes_again(loop, knowledge):
+    """The growth figure replays real writes: each window holds the puts of its answers, and the
+    mean per put counts every one of them, snapshots included."""
+    ratio, early, late = loop.run_until_complete(bench.write_growth(knowledge, rounds=2, early=2, late=14, window=4))
+    assert early > 0 and late > 0 and ratio == late / early
+
