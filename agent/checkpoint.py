@@ -29,7 +29,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -242,33 +242,23 @@ class ProjectCheckpointer(SqliteSaver):
                     cur.execute("DELETE FROM checkpoints WHERE thread_id = ?", (tid,))
                     cur.execute("DELETE FROM writes WHERE thread_id = ?", (tid,))
                     continue
-                rows = cur.execute(
-                    "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id FROM checkpoints WHERE thread_id = ?", (tid,)
-                ).fetchall()
-                parents: dict[tuple[str, str], str | None] = {(ns, cid): parent for ns, cid, parent in rows}
+                stored = cur.execute("SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id = ?", (tid,)).fetchall()
                 newest: dict[str, str] = {}
-                for ns, cid in parents:
+                for ns, cid in stored:
                     newest[ns] = max(cid, newest.get(ns, cid))
                 keep: set[tuple[str, str]] = set()
                 for ns, cid in newest.items():
-                    keep |= self._needed_chain(cur, tid, ns, cid, parents)
-                _delete_checkpoints(cur, [(tid, ns, cid) for ns, cid in parents if (ns, cid) not in keep])
+                    keep |= self._needed_chain(cur, tid, ns, cid)
+                _delete_checkpoints(cur, [(tid, ns, cid) for ns, cid in stored if (ns, cid) not in keep])
 
-    def _needed_chain(
-        self, cur: sqlite3.Cursor, tid: str, ns: str, cid: str, parents: dict[tuple[str, str], str | None]
-    ) -> set[tuple[str, str]]:
+    def _needed_chain(self, cur: sqlite3.Cursor, tid: str, ns: str, cid: str) -> set[tuple[str, str]]:
         """`cid` and the ancestors its delta channels are rebuilt from."""
         checkpoint, metadata = self._load(cur, tid, ns, cid)
         versions = checkpoint.get("channel_versions") or {}
         delta = set((metadata.get("counters_since_delta_snapshot") or {})) & set(versions)
         missing = delta - set(checkpoint.get("channel_values") or {})
-        chain = {(ns, cid)}
-        cursor = parents.get((ns, cid))
-        while missing and cursor is not None and (ns, cursor) in parents and (ns, cursor) not in chain:
-            chain.add((ns, cursor))
-            missing -= set(self._load(cur, tid, ns, cursor)[0].get("channel_values") or {})
-            cursor = parents[(ns, cursor)]
-        return chain
+        walked, _ = self._walk(cur, tid, ns, cid, missing)
+        return {(ns, cid)} | {(ns, ancestor) for ancestors in walked.values() for ancestor in ancestors}
 
     def get_delta_channel_history(self, *, config: RunnableConfig, channels: Sequence[str]) -> Mapping[str, DeltaChannelHistory]:
         """The library's walk up the parent chain (same result), in three reads instead of one per
@@ -281,26 +271,9 @@ class ProjectCheckpointer(SqliteSaver):
         if not channels:
             return {}
         tid, ns = str(config["configurable"]["thread_id"]), config["configurable"].get("checkpoint_ns", "")
-        remaining = set(channels)
-        walked: dict[str, list[str]] = {c: [] for c in channels}  # per channel, its ancestors, newest first
-        seeds: dict[str, Any] = {}
         with self.cursor(transaction=False) as cur:
             cid = config["configurable"].get("checkpoint_id") or _latest_id(cur, tid, ns)
-            count = cur.execute("SELECT count(*) FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?", (tid, ns)).fetchone()[0]
-            chain = cur.execute(_CHAIN_SQL, (tid, ns, cid, count)).fetchall() if cid else []
-            for ancestor, metadata in chain:
-                if not remaining:
-                    break
-                for ch in remaining:
-                    walked[ch].append(ancestor)
-                counting = (json.loads(metadata) if metadata else {}).get("counters_since_delta_snapshot") or {}
-                candidates = [ch for ch in remaining if ch not in counting]
-                if candidates:
-                    values = self._load(cur, tid, ns, ancestor)[0].get("channel_values") or {}
-                    for ch in candidates:
-                        if ch in values:
-                            seeds[ch] = values[ch]
-                            remaining.discard(ch)
+            walked, seeds = self._walk(cur, tid, ns, cid, channels) if cid else ({c: [] for c in channels}, {})
             writes = self._writes_of(cur, tid, ns, walked)
         result: dict[str, DeltaChannelHistory] = {}
         for ch in channels:
@@ -310,6 +283,30 @@ class ProjectCheckpointer(SqliteSaver):
                 entry["seed"] = seeds[ch]
             result[ch] = entry
         return result
+
+    def _walk(self, cur: sqlite3.Cursor, tid: str, ns: str, cid: str, channels: Iterable[str]) -> tuple[dict[str, list[str]], dict[str, Any]]:
+        """Per channel, the ancestors of `cid` a run rebuilds it from (newest first, down to the one
+        holding its value), and that value where one was found."""
+        remaining = set(channels)
+        walked: dict[str, list[str]] = {c: [] for c in remaining}
+        seeds: dict[str, Any] = {}
+        if not remaining:
+            return walked, seeds
+        count = cur.execute("SELECT count(*) FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?", (tid, ns)).fetchone()[0]
+        for ancestor, metadata in cur.execute(_CHAIN_SQL, (tid, ns, cid, count)).fetchall():
+            if not remaining:
+                break
+            for ch in remaining:
+                walked[ch].append(ancestor)
+            counting = (json.loads(metadata) if metadata else {}).get("counters_since_delta_snapshot") or {}
+            candidates = [ch for ch in remaining if ch not in counting]
+            if candidates:
+                values = self._load(cur, tid, ns, ancestor)[0].get("channel_values") or {}
+                for ch in candidates:
+                    if ch in values:
+                        seeds[ch] = values[ch]
+                        remaining.discard(ch)
+        return walked, seeds
 
     def _writes_of(self, cur: sqlite3.Cursor, tid: str, ns: str, walked: dict[str, list[str]]) -> dict[tuple[str, str], list]:
         """(checkpoint, channel) -> its writes, in the library's order, for the walked ancestors."""
