@@ -30,9 +30,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(transport: str, api_key: str | None = None, port: int | None = None) -> tuple[subprocess.Popen, str]:
+def start(transport: str, api_key: str | None = None, port: int | None = None, latency_ms: int = 0) -> tuple[subprocess.Popen, str]:
     port = port or free_port()
     cmd = [sys.executable, "-m", "agent.knowledge.server", "--transport", transport, "--port", str(port)]
+    if latency_ms:
+        cmd += ["--latency-ms", str(latency_ms)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("KNOWLEDGE_MCP_SERVER_API_KEY", None)
     if api_key:

@@ -11,21 +11,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import seconds
 from tests.driver import HAPPY, answer_from
+from tests.test_knowledge_transports import start, stop, wait_ready
 
 pexpect = pytest.importorskip("pexpect")
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = shutil.which("training-pipeline", path=str(Path(sys.executable).parent))
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(SCRIPT is None, reason="the training-pipeline console script is not installed")]
 
@@ -95,33 +91,12 @@ def test_screen_lines_applies_overwrites_and_erases():
 
 @pytest.fixture
 def slow_knowledge_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("KNOWLEDGE_MCP_SERVER_API_KEY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "agent.knowledge.server", "--transport", "streamable-http",
-                             "--port", str(port), "--latency-ms", str(LATENCY_MS)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start("streamable-http", latency_ms=LATENCY_MS)
     try:
-        for _ in range(int(seconds(60) * 10)):
-            if proc.poll() is not None:
-                raise RuntimeError("the knowledge server exited at start")
-            try:
-                if httpx.get(f"{base}/health", timeout=seconds(1)).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        wait_ready(proc, base, 60)
         yield f"{base}/mcp"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=seconds(10))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def test_the_spinner_never_runs_into_the_next_line(project_copy, slow_knowledge_url):
